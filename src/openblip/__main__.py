@@ -1,0 +1,5 @@
+import sys
+
+from openblip.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The `openblip` command line. Each subcommand lives in its own module with
+`register(subparsers)`, which adds a parser whose `run` default returns the exit code.
+
+Exit codes: 0 every item succeeded, 1 some item failed (the rest still written), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Subcommand modules, in the order `--help` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "openblip.cli.convert_cmd",
+    "openblip.cli.data_cmd",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="openblip", description="BLIP: caption, answer, match, retrieve, train, bootstrap.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:  # a subcommand not yet installed must not break the others
+            if e.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args))
+    except UsageError as e:
+        print(f"openblip {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+class UsageError(Exception):
+    """Bad arguments or unusable inputs detected after parsing: exit code 2."""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
