@@ -1,0 +1,72 @@
+"""Small building blocks shared by the vision and text transformers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# The original BERT fork masks with an additive -10000 (salesforce/BLIP models/med.py,
+# get_extended_attention_mask). Rows are never fully masked in BLIP, so this equals -inf masking
+# up to float rounding, and it stays finite in fp16/bf16.
+MASK_VALUE = -10000.0
+
+
+def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """(B, L) 1 = keep, 0 = pad  ->  additive (B, 1, 1, L) bias, or None when nothing is masked."""
+    if bool(mask.all()):
+        return None
+    return ((1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE).to(dtype)
+
+
+def causal_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) padding mask -> (B, 1, L, L) additive bias that is causal and hides padding."""
+    length = mask.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    keep = causal[None, None] & mask[:, None, None, :].bool()
+    return ((~keep).to(dtype) * MASK_VALUE).to(dtype)
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth per sample (Huang et al. 2016), as timm's DropPath."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    return x * x.new_empty(shape).bernoulli_(keep) / keep
+
+
+def sdpa(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    dropout: float = 0.0,
+    causal: bool = False,
+) -> torch.Tensor:
+    """(B, H, Lq, hd) x (B, H, Lk, hd) -> (B, H, Lq, hd); scale hd**-0.5 as both originals."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout, is_causal=causal)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, L, D) -> (B, H, L, D/H)"""
+    b, length, d = x.shape
+    return x.view(b, length, heads, d // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, L, hd) -> (B, L, H*hd)"""
+    b, h, length, hd = x.shape
+    return x.transpose(1, 2).reshape(b, length, h * hd)
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2 (both originals use the erf GELU, never the tanh approximation)."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))

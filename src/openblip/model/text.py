@@ -1,0 +1,360 @@
+"""The BERT-style text transformer of BLIP's "multimodal mixture of encoder-decoder" (MED).
+
+One class, three uses (paper section 3.1):
+  unimodal encoder      TextTransformer(causal=False), called without `context`
+  image-grounded encoder TextTransformer(causal=False), called with image tokens as `context`
+  image-grounded decoder TextDecoder = TextTransformer(causal=True) + LMHead
+Post-LN blocks (BERT): x = LN(x + sublayer(x)); absolute positions; no token-type embeddings.
+For pre-training the decoder shares every weight but self-attention with the encoder; that
+sharing is built here explicitly (`share_with=`), module by module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from openblip.config import TextConfig
+from openblip.model.layers import MASK_VALUE, Mlp, merge_heads, padding_bias, sdpa, split_heads
+
+
+class KVCache:
+    """Preallocated self-attention keys/values of every decoder layer.
+
+    k, v: (layers, B, H, max_len, hd). `length` tokens are filled. Rows can be reordered
+    (beam search) or dropped (finished sequences) with `select`.
+    """
+
+    def __init__(
+        self, layers: int, batch: int, heads: int, max_len: int, head_dim: int,
+        dtype: torch.dtype, device: torch.device,
+    ) -> None:
+        self.k = torch.empty(layers, batch, heads, max_len, head_dim, dtype=dtype, device=device)
+        self.v = torch.empty_like(self.k)
+        self.length = 0
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep (and reorder to) the given batch rows."""
+        self.k = self.k[:, rows]
+        self.v = self.v[:, rows]
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, H, L, hd) new keys/values after `length`; return all keys/values so far."""
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions, {end} requested")
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+@dataclass
+class CrossKV:
+    """Cross-attention keys/values of every layer for one batch of contexts (images or
+    questions), computed once and reused at every decoding step and by every beam."""
+
+    k: list[torch.Tensor]  # per layer (Bc, H, N, hd)
+    v: list[torch.Tensor]
+    bias: torch.Tensor | None  # (Bc, 1, 1, N) additive padding bias of the context, or None
+
+    def select(self, rows: torch.Tensor) -> CrossKV:
+        bias = None if self.bias is None else self.bias[rows]
+        return CrossKV([k[rows] for k in self.k], [v[rows] for v in self.v], bias)
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.word = nn.Embedding(cfg.vocab_size, cfg.width, padding_idx=cfg.pad_token_id)
+        self.position = nn.Embedding(cfg.max_positions, cfg.width)
+        self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        length = ids.shape[1]
+        if start + length > self.position.num_embeddings:
+            raise ValueError(
+                f"text of {start + length} tokens exceeds the {self.position.num_embeddings} positions"
+            )
+        pos = torch.arange(start, start + length, device=ids.device)
+        return self.dropout(self.norm(self.word(ids) + self.position(pos)))
+
+
+class ResidualAttention(nn.Module):
+    """Multi-head attention with BERT's post-LN residual: LN(x + out(attn(x, context))).
+
+    Self-attention when `context_width` is None, else cross-attention whose keys/values are
+    projected from `context_width` (the vision width for the grounded encoder/decoder).
+    """
+
+    def __init__(self, cfg: TextConfig, context_width: int | None = None) -> None:
+        super().__init__()
+        kv_in = cfg.width if context_width is None else context_width
+        self.heads = cfg.heads
+        self.query = nn.Linear(cfg.width, cfg.width)
+        self.key = nn.Linear(kv_in, cfg.width)
+        self.value = nn.Linear(kv_in, cfg.width)
+        self.out = nn.Linear(cfg.width, cfg.width)
+        self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
+        self.dropout = cfg.dropout
+
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return split_heads(self.key(context), self.heads), split_heads(self.value(context), self.heads)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        *,
+        causal: bool = False,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """x (B, L, D). kv: precomputed context keys/values (Bc, H, N, hd) with B = Bc * G; the G
+        rows of one context attend to it together by folding them into the query length, so
+        beams and return sequences never copy the image keys/values."""
+        p = self.dropout if self.training else 0.0
+        q = split_heads(self.query(x), self.heads)  # (B, H, L, hd)
+        if kv is None:  # self-attention
+            k, v = split_heads(self.key(x), self.heads), split_heads(self.value(x), self.heads)
+            if cache is not None:
+                k, v = cache.write(layer, k, v)
+            # A fresh causal sequence (no past) uses SDPA's built-in causal mask.
+            out = sdpa(q, k, v, bias, p, causal and bias is None and k.shape[2] == q.shape[2])
+        else:
+            k, v = kv
+            b, h, length, hd = q.shape
+            group = b // k.shape[0]
+            q = q.reshape(k.shape[0], group, h, length, hd).transpose(1, 2).reshape(k.shape[0], h, -1, hd)
+            out = sdpa(q, k, v, bias, p)  # (Bc, H, G*L, hd)
+            out = out.reshape(k.shape[0], h, group, length, hd).transpose(1, 2).reshape(b, h, length, hd)
+        y = F.dropout(self.out(merge_heads(out)), p, self.training)
+        return self.norm(x + y)
+
+
+class FeedForward(nn.Module):
+    """BERT intermediate + output: LN(x + fc2(gelu(fc1(x))))."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.mlp = Mlp(cfg.width, cfg.mlp_dim)
+        self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + F.dropout(self.mlp(x), self.dropout, self.training))
+
+
+class TextLayer(nn.Module):
+    def __init__(
+        self, self_attn: ResidualAttention, cross_attn: ResidualAttention | None, ffn: FeedForward
+    ) -> None:
+        super().__init__()
+        self.self_attn = self_attn
+        self.cross_attn = cross_attn
+        self.ffn = ffn
+
+
+class TextTransformer(nn.Module):
+    """ids (B, L) -> hidden states (B, L, width).
+
+    causal: a decoder (each token sees itself and earlier tokens); otherwise bidirectional.
+    context_width: width of the tokens cross-attention reads (None: no cross-attention).
+    share_with: build the layers around this transformer's embeddings, cross-attention and
+    feed-forward modules (the same objects, so they stay shared through training); only the
+    self-attention is new. This is BLIP's pre-training encoder/decoder arrangement.
+    """
+
+    def __init__(
+        self,
+        cfg: TextConfig,
+        *,
+        causal: bool,
+        context_width: int | None,
+        share_with: TextTransformer | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.causal = causal
+        self.grad_checkpointing = False
+        if share_with is None:
+            self.embeddings = Embeddings(cfg)
+            self.layers = nn.ModuleList(
+                TextLayer(
+                    ResidualAttention(cfg),
+                    None if context_width is None else ResidualAttention(cfg, context_width),
+                    FeedForward(cfg),
+                )
+                for _ in range(cfg.depth)
+            )
+        else:
+            if share_with.cfg != cfg:
+                raise ValueError("a shared text transformer must have the same config")
+            self.embeddings = share_with.embeddings
+            self.layers = nn.ModuleList(
+                TextLayer(ResidualAttention(cfg), shared.cross_attn, shared.ffn) for shared in share_with.layers
+            )
+
+    @property
+    def has_cross_attention(self) -> bool:
+        return self.layers[0].cross_attn is not None
+
+    def cross_kv(self, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> CrossKV:
+        """Project context tokens (Bc, N, Dc) to every layer's cross-attention keys/values."""
+        if not self.has_cross_attention:
+            raise ValueError("this text transformer has no cross-attention")
+        ks, vs = [], []
+        for layer in self.layers:
+            assert layer.cross_attn is not None
+            k, v = layer.cross_attn.project_kv(context)
+            ks.append(k)
+            vs.append(v)
+        bias = None if context_mask is None else padding_bias(context_mask, context.dtype)
+        return CrossKV(ks, vs, bias)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | CrossKV | None = None,
+        context_mask: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """
+        ids (B, L); mask (B, L) 1 = token, 0 = pad (with a cache: (B, cache.length + L));
+        context: image tokens (Bc, N, Dc) or precomputed CrossKV, B a multiple of Bc (rows
+        grouped per context, as `repeat_interleave`); None runs the unimodal encoder (the
+        original's mode='text'), skipping cross-attention.
+        """
+        start = 0 if cache is None else cache.length
+        x = self.embeddings(ids, start)
+        bias = self._self_bias(mask, ids.shape[1], start, x.dtype)
+        kv: CrossKV | None
+        if context is None:
+            kv = None
+        elif isinstance(context, CrossKV):
+            kv = context
+        else:
+            kv = self.cross_kv(context, context_mask)
+        if kv is not None and ids.shape[0] % kv.k[0].shape[0]:
+            raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {kv.k[0].shape[0]} contexts")
+        for i, layer in enumerate(self.layers):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(self._layer, layer, i, x, bias, kv, cache, use_reentrant=False)
+            else:
+                x = self._layer(layer, i, x, bias, kv, cache)
+        if cache is not None:
+            cache.length += ids.shape[1]
+        return x
+
+    def _layer(
+        self,
+        layer: TextLayer,
+        i: int,
+        x: torch.Tensor,
+        bias: torch.Tensor | None,
+        kv: CrossKV | None,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        x = layer.self_attn(x, bias, causal=self.causal, cache=cache, layer=i)
+        if kv is not None:
+            if layer.cross_attn is None:
+                raise ValueError("context given to a text transformer without cross-attention")
+            x = layer.cross_attn(x, kv.bias, kv=(kv.k[i], kv.v[i]))
+        return layer.ffn(x)
+
+    def _self_bias(
+        self, mask: torch.Tensor | None, length: int, start: int, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """Additive self-attention bias (B, 1, L, start+L), or None when SDPA needs none."""
+        if not self.causal:
+            return None if mask is None else padding_bias(mask, dtype)
+        padded = mask is not None and not bool(mask.all())
+        if not padded and (start == 0 or length == 1):
+            return None  # plain causal (is_causal in SDPA) or one new token seeing all the past
+        total = start + length
+        rows = torch.arange(start, total, device=self.embeddings.word.weight.device)
+        keep = rows[:, None] >= torch.arange(total, device=rows.device)[None, :]  # (L, total)
+        keep4 = keep[None, None]
+        if padded:
+            assert mask is not None
+            keep4 = keep4 & mask[:, None, None, :total].bool()
+        return (~keep4).to(dtype) * MASK_VALUE
+
+
+class LMHead(nn.Module):
+    """BERT prediction head: dense -> GELU -> LN -> (word embeddings)^T + bias (weights tied)."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.width, cfg.width)
+        self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(hidden))), word_embeddings, self.bias)
+
+
+class TextDecoder(nn.Module):
+    """Image-grounded causal decoder: TextTransformer(causal=True) + LM head tied to its embeddings."""
+
+    def __init__(
+        self, cfg: TextConfig, *, context_width: int, share_with: TextTransformer | None = None
+    ) -> None:
+        super().__init__()
+        self.transformer = TextTransformer(cfg, causal=True, context_width=context_width, share_with=share_with)
+        self.head = LMHead(cfg)
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        context: torch.Tensor | CrossKV | None = None,
+        context_mask: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Next-token logits (B, L, vocab), or (B, vocab) for the last position with last_only."""
+        h = self.transformer(ids, mask, context, context_mask, cache=cache)
+        if last_only:
+            h = h[:, -1]
+        return self.head(h, self.transformer.embeddings.word.weight)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        cfg = self.transformer.cfg
+        w = self.transformer.embeddings.word.weight
+        return KVCache(cfg.depth, batch, cfg.heads, max_len, cfg.width // cfg.heads, w.dtype, w.device)
+
+
+def lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float, per_sequence: bool = False
+) -> torch.Tensor:
+    """Shifted next-token cross-entropy as the original BertLMHeadModel (med.py).
+
+    logits (B, L, V) predict labels[:, 1:]; label -100 is ignored. Mean over tokens, or, with
+    per_sequence, the sum over each sequence's tokens (B,) (used for VQA answer ranking and
+    the weighted VQA loss).
+    """
+    shifted = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    loss = F.cross_entropy(
+        shifted.reshape(-1, shifted.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
+        reduction="none" if per_sequence else "mean",
+    )
+    if per_sequence:
+        return loss.view(targets.shape).sum(1)
+    return loss
