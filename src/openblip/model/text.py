@@ -12,6 +12,7 @@ sharing is built here explicitly (`share_with=`), module by module.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +156,10 @@ class FeedForward(nn.Module):
 
 
 class TextLayer(nn.Module):
+    self_attn: ResidualAttention
+    cross_attn: ResidualAttention | None
+    ffn: FeedForward
+
     def __init__(
         self, self_attn: ResidualAttention, cross_attn: ResidualAttention | None, ffn: FeedForward
     ) -> None:
@@ -201,19 +206,23 @@ class TextTransformer(nn.Module):
                 raise ValueError("a shared text transformer must have the same config")
             self.embeddings = share_with.embeddings
             self.layers = nn.ModuleList(
-                TextLayer(ResidualAttention(cfg), shared.cross_attn, shared.ffn) for shared in share_with.layers
+                TextLayer(ResidualAttention(cfg), shared.cross_attn, shared.ffn) for shared in share_with.blocks
             )
 
     @property
+    def blocks(self) -> list[TextLayer]:
+        return cast(list[TextLayer], list(self.layers))
+
+    @property
     def has_cross_attention(self) -> bool:
-        return self.layers[0].cross_attn is not None
+        return self.blocks[0].cross_attn is not None
 
     def cross_kv(self, context: torch.Tensor, context_mask: torch.Tensor | None = None) -> CrossKV:
         """Project context tokens (Bc, N, Dc) to every layer's cross-attention keys/values."""
         if not self.has_cross_attention:
             raise ValueError("this text transformer has no cross-attention")
         ks, vs = [], []
-        for layer in self.layers:
+        for layer in self.blocks:
             assert layer.cross_attn is not None
             k, v = layer.cross_attn.project_kv(context)
             ks.append(k)
@@ -248,7 +257,7 @@ class TextTransformer(nn.Module):
             kv = self.cross_kv(context, context_mask)
         if kv is not None and ids.shape[0] % kv.k[0].shape[0]:
             raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {kv.k[0].shape[0]} contexts")
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(self._layer, layer, i, x, bias, kv, cache, use_reentrant=False)
             else:
