@@ -1,0 +1,142 @@
+"""Generation engine: processors by hand, decoding invariants. Id parity with transformers is in
+tests/parity (it needs a transformers model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from openblip.config import preset
+from openblip.model import Blip
+from openblip.model.generate import (
+    GenerationConfig,
+    apply_min_length,
+    apply_no_repeat_ngram,
+    apply_repetition_penalty,
+    generate,
+    warp_for_sampling,
+)
+
+PROMPT = torch.tensor([30522, 1037, 3861, 1997])
+
+
+@pytest.fixture(scope="module")
+def model() -> Blip:
+    torch.manual_seed(1)
+    m = Blip(preset("tiny", "caption")).eval()
+    with torch.no_grad():  # sharper, varied distributions so sequences end at different lengths
+        for p in m.parameters():
+            if p.dim() >= 2:
+                p.mul_(5)
+        assert m.text_decoder is not None
+        m.text_decoder.head.bias[102] += 2.0
+        m.text_decoder.head.bias[:300] += 3.0
+    return m
+
+
+def test_repetition_penalty_hand_computed() -> None:
+    scores = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    ids = torch.tensor([[0, 1, 1]])
+    out = apply_repetition_penalty(scores, ids, 2.0)
+    torch.testing.assert_close(out, torch.tensor([[1.0, -4.0, 1.0, 0.5]]))
+
+
+def test_no_repeat_ngram_bans_completing_token() -> None:
+    scores = torch.zeros(2, 6)
+    ids = torch.tensor([[1, 2, 3, 1, 2], [1, 2, 3, 4, 5]])
+    out = apply_no_repeat_ngram(scores, ids, 3)
+    # row 0 ends with (1, 2), which was followed by 3 -> 3 banned; row 1: (4, 5) never seen
+    assert out[0].isinf().nonzero().flatten().tolist() == [3]
+    assert not out[1].isinf().any()
+    # bigram: row 0 last token 2 was followed by 3 earlier
+    assert apply_no_repeat_ngram(scores, ids, 2)[0].isinf().nonzero().flatten().tolist() == [3]
+
+
+def test_min_length_blocks_only_eos() -> None:
+    cfg = GenerationConfig(min_length=5, eos_token_id=2)
+    s = apply_min_length(torch.zeros(1, 4), 4, cfg)
+    assert s[0].isinf().nonzero().flatten().tolist() == [2]
+    assert not apply_min_length(torch.zeros(1, 4), 5, cfg).isinf().any()
+
+
+def test_top_k_top_p_warp() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = warp_for_sampling(logits, GenerationConfig(do_sample=True, top_k=0, top_p=0.7)).isfinite()
+    assert kept.tolist() == [[True, True, False, False]]  # 0.5 + 0.3 reaches 0.7
+    kept = warp_for_sampling(logits, GenerationConfig(do_sample=True, top_k=3, top_p=1.0)).isfinite()
+    assert kept.tolist() == [[True, True, True, False]]
+    kept = warp_for_sampling(logits, GenerationConfig(do_sample=True, top_k=0, top_p=0.01)).isfinite()
+    assert kept.tolist() == [[True, False, False, False]]  # at least one token always survives
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        GenerationConfig(num_return_sequences=2)
+    with pytest.raises(ValueError):
+        GenerationConfig(num_beams=2, num_return_sequences=3)
+    with pytest.raises(ValueError):
+        GenerationConfig(top_p=0.0, do_sample=True)
+
+
+def _greedy_reference(model: Blip, img: torch.Tensor, max_length: int) -> list[list[int]]:
+    """Greedy decoding by full re-computation, no cache, one image at a time."""
+    dec = model.text_decoder
+    assert dec is not None
+    out = []
+    for i in range(img.shape[0]):
+        ids = PROMPT[None].clone()
+        while ids.shape[1] < max_length:
+            nxt = int(dec(ids, None, img[i : i + 1])[0, -1].argmax())
+            ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+            if nxt == 102:
+                break
+        out.append(ids[0].tolist())
+    return out
+
+
+def _trim(seqs: torch.Tensor) -> list[list[int]]:
+    rows = []
+    for r in seqs.tolist():
+        rows.append(r[: r.index(102) + 1] if 102 in r else [t for t in r if t != 0])
+    return rows
+
+
+def test_greedy_equals_uncached_reference(model: Blip) -> None:
+    img = model.encode_image(torch.randn(6, 3, 64, 64) * 3)
+    out = generate(model.text_decoder, img, PROMPT, GenerationConfig(max_length=16))  # type: ignore[arg-type]
+    ref = _greedy_reference(model, img, 16)
+    assert _trim(out.sequences) == ref
+    assert len({len(r) for r in ref}) > 1, "the fixture should give sequences of several lengths"
+    # finished rows are padded, and the output is as long as the longest sequence
+    assert out.sequences.shape[1] == max(len(r) for r in ref)
+
+
+def test_beam_one_context_at_a_time_equals_batched(model: Blip) -> None:
+    """Dropping finished contexts from the batch must not change any result."""
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(5, 3, 64, 64) * 3)
+    cfg = GenerationConfig(max_length=14, num_beams=3, num_return_sequences=2)
+    batched = _trim(generate(dec, img, PROMPT, cfg).sequences)
+    single = [r for i in range(5) for r in _trim(generate(dec, img[i : i + 1], PROMPT, cfg).sequences)]
+    assert batched == single
+
+
+def test_sampling_seeded_and_grouped(model: Blip) -> None:
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(2, 3, 64, 64))
+    cfg = GenerationConfig(max_length=12, do_sample=True, top_p=0.9, seed=7, num_return_sequences=3)
+    a = generate(dec, img, PROMPT, cfg)
+    b = generate(dec, img, PROMPT, cfg)
+    assert a.sequences.shape[0] == 6
+    assert torch.equal(a.sequences, b.sequences)
+    assert not torch.equal(a.sequences, generate(dec, img, PROMPT, GenerationConfig(
+        max_length=12, do_sample=True, top_p=0.9, seed=8, num_return_sequences=3)).sequences)
+    assert (a.sequences[:, :4] == PROMPT).all()
+
+
+def test_prompt_too_long(model: Blip) -> None:
+    img = model.encode_image(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="nothing to generate"):
+        generate(model.text_decoder, img, PROMPT, GenerationConfig(max_length=4))  # type: ignore[arg-type]

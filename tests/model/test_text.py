@@ -1,0 +1,145 @@
+"""The text transformer's three uses, its KV cache and the explicit encoder/decoder sharing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from openblip.config import preset
+from openblip.model import Blip
+from openblip.model.text import lm_loss
+
+
+@pytest.fixture(scope="module")
+def model() -> Blip:
+    torch.manual_seed(0)
+    return Blip(preset("tiny", "pretrain")).eval()
+
+
+def _ids(b: int, length: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (b, length), generator=g)
+    ids[:, 0] = 101
+    return ids
+
+
+def test_pretrain_decoder_shares_all_but_self_attention(model: Blip) -> None:
+    enc, dec = model.text_encoder, model.text_decoder
+    assert enc is not None and dec is not None
+    assert dec.transformer.embeddings is enc.embeddings
+    for e, d in zip(enc.blocks, dec.transformer.blocks, strict=True):
+        assert d.cross_attn is e.cross_attn and d.ffn is e.ffn
+        assert d.self_attn is not e.self_attn
+    # a gradient step on the decoder moves the shared encoder weights too
+    shared = {id(p) for p in enc.parameters()} & {id(p) for p in dec.parameters()}
+    own_self = {id(p) for b in dec.transformer.blocks for p in b.self_attn.parameters()}
+    assert shared and not (shared & own_self)
+
+
+def test_unimodal_encoder_ignores_padding(model: Blip) -> None:
+    ids = _ids(2, 8)
+    mask = torch.ones_like(ids)
+    short = model.text_hidden(ids[:1, :5], mask[:1, :5])
+    padded_ids = ids[:1].clone()
+    padded_ids[:, 5:] = 0
+    padded_mask = mask[:1].clone()
+    padded_mask[:, 5:] = 0
+    padded = model.text_hidden(padded_ids, padded_mask)
+    torch.testing.assert_close(padded[:, :5], short, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_is_causal(model: Blip) -> None:
+    img = model.encode_image(torch.randn(2, 3, 64, 64))
+    ids = _ids(2, 9)
+    mask = torch.ones_like(ids)
+    full = model.decoder_logits(ids, mask, img)
+    changed = ids.clone()
+    changed[:, 6:] = 1500
+    part = model.decoder_logits(changed, mask, img)
+    torch.testing.assert_close(full[:, :6], part[:, :6])
+    assert not torch.allclose(full[:, 6:], part[:, 6:])
+
+
+def test_kv_cache_matches_full_forward(model: Blip) -> None:
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(2, 3, 64, 64))
+    ids = _ids(2, 9)
+    ids[:, 0] = 30522
+    full = dec(ids, None, img)
+    cache = dec.new_cache(2, 12)
+    kv = dec.transformer.cross_kv(img)
+    steps = [dec(ids[:, :4], None, kv, cache=cache)]
+    steps += [dec(ids[:, t : t + 1], None, kv, cache=cache) for t in range(4, 9)]
+    torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="KV cache"):
+        dec(ids[:, :4], None, kv, cache=cache)
+
+
+def test_grouped_texts_equal_repeated_images(model: Blip) -> None:
+    """Three texts per image through shared cross-attention K/V == images repeated three times."""
+    img = model.encode_image(torch.randn(2, 3, 64, 64))
+    ids = _ids(6, 7)
+    mask = torch.ones_like(ids)
+    grouped = model.itm_logits(ids, mask, img)
+    repeated = model.itm_logits(ids, mask, img.repeat_interleave(3, 0))
+    torch.testing.assert_close(grouped, repeated, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="grouped"):
+        model.itm_logits(ids[:5], mask[:5], img)
+
+
+def test_enc_and_dec_tokens_substituted(model: Blip) -> None:
+    img = model.encode_image(torch.randn(1, 3, 64, 64))
+    ids = _ids(1, 6)
+    enc_ids = ids.clone()
+    enc_ids[:, 0] = 30523
+    mask = torch.ones_like(ids)
+    assert model.text_encoder is not None
+    torch.testing.assert_close(model.grounded_hidden(ids, mask, img), model.text_encoder(enc_ids, mask, img))
+
+
+def test_lm_loss_label_smoothing_hand_computed() -> None:
+    logits = torch.tensor([[[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[0, 2, -100]])
+    eps = 0.1
+    logp = torch.log_softmax(logits[0, 0], -1)  # only position 0 predicts a kept label (2)
+    expected = -((1 - eps) * logp[2] + eps * logp.mean())
+    torch.testing.assert_close(lm_loss(logits, labels, eps), expected)
+    torch.testing.assert_close(lm_loss(logits, labels, eps, per_sequence=True), expected[None])
+
+
+def test_text_too_long_is_a_clear_error(model: Blip) -> None:
+    ids = _ids(1, 80)  # tiny preset has 64 positions
+    with pytest.raises(ValueError, match="exceeds the 64 positions"):
+        model.text_hidden(ids, torch.ones_like(ids))
+
+
+def test_grad_checkpointing_same_gradients() -> None:
+    torch.manual_seed(1)
+    m = Blip(preset("tiny", "pretrain")).train()
+    px = torch.randn(2, 3, 64, 64)
+    ids = _ids(2, 6)
+    mask = torch.ones_like(ids)
+
+    def grads() -> list[torch.Tensor]:
+        m.zero_grad()
+        img = m.encode_image(px)
+        (m.decoder_logits(ids, mask, img).square().mean() + m.itm_logits(ids, mask, img).sum()).backward()
+        return [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    plain = grads()
+    m.set_grad_checkpointing(True)
+    ckpt = grads()
+    for a, b in zip(plain, ckpt, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_runs(dtype: torch.dtype) -> None:
+    m = Blip(preset("tiny", "full")).eval().to(dtype)
+    img = m.encode_image(torch.randn(1, 3, 64, 64))
+    ids = _ids(1, 5)
+    mask = torch.ones_like(ids)
+    assert img.dtype == dtype
+    assert torch.isfinite(m.itm_logits(ids, mask, img)).all()
+    assert torch.isfinite(m.decoder_logits(ids, mask, img)).all()
