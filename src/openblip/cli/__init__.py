@@ -15,6 +15,8 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.convert_cmd",
     "openblip.cli.data_cmd",
+    "openblip.cli.train_cmd",
+    "openblip.cli.eval_cmd",
 )
 
 
