@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from blip_fixtures import compare_caption, compare_retrieval, compare_vqa, hf_config, hf_vision, inputs, make_hf
+from blip_fixtures import (
+    assert_close,
+    compare_caption,
+    compare_retrieval,
+    compare_vqa,
+    hf_config,
+    hf_vision,
+    inputs,
+    make_hf,
+)
 from transformers import BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipForQuestionAnswering
 
 from openblip.checkpoint_io import SourceFormat, layout_name, load_model
@@ -79,7 +88,7 @@ def test_pos_embed_resized_like_interpolate_pos_encoding(hf_dirs: dict) -> None:
     with torch.no_grad():
         ours = loaded.model.encode_image(x.pixels)
         theirs = hf_vision(hf, x.pixels, interpolate=True)
-    assert (ours - theirs).abs().max().item() < 1e-4
+    assert_close(ours, theirs, "tiny vision at 96 px (resized from 64)")
 
 
 def test_bf16_load(hf_dirs: dict) -> None:
