@@ -13,6 +13,12 @@ import sys
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "openblip.cli.caption_cmd",
+    "openblip.cli.vqa_cmd",
+    "openblip.cli.match_cmd",
+    "openblip.cli.index_cmd",
+    "openblip.cli.search_cmd",
+    "openblip.cli.classify_cmd",
     "openblip.cli.convert_cmd",
     "openblip.cli.data_cmd",
     "openblip.cli.train_cmd",

@@ -1,0 +1,450 @@
+"""The Python API: `openblip.load(source)` -> a BlipPipeline with one method per task.
+
+    >>> import openblip
+    >>> blip = openblip.load("Salesforce/blip-image-captioning-base")
+    >>> blip.caption(["photo.jpg"])[0].caption
+    'a woman sitting on the beach with her dog'
+
+Images may be paths, encoded bytes or PIL images (one, or a list); every method returns a list
+of small result dataclasses in input order. An image that cannot be used raises ImageError
+naming it (the CLI turns such failures into per-item error records instead). Work runs in
+batches of `batch_size` images; the ViT sees each image once and the decoder's cross-attention
+keys/values are computed once per image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from openblip.checkpoint_io import LoadedModel, SourceInfo, load_model
+from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preprocess
+from openblip.model.blip import Blip
+from openblip.model.generate import GenerationConfig
+from openblip.tasks.caption import DEFAULT_PROMPT, Caption, caption_images
+from openblip.tasks.classify import DEFAULT_TEMPLATE, LabelScore, classify_images, prepare_labels
+from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, ModelIdentity, model_fingerprint
+from openblip.tasks.inputs import embed_images, embed_texts
+from openblip.tasks.match import match_images_texts
+from openblip.tasks.retrieval import Hit, SearchOptions, search_images, search_texts
+from openblip.tasks.vqa import RANK_K, answer_questions, rank_answers
+from openblip.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+ImageInput = ImageSource  # path, bytes or PIL.Image.Image
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
+
+
+# ---- results --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CaptionResult:
+    image: str  # the path, or "<bytes #i>" / "<image #i>"
+    captions: tuple[Caption, ...]  # best first
+
+    @property
+    def caption(self) -> str:
+        return self.captions[0].text
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    image: str
+    question: str  # as given
+    answer: str
+    score: float  # generation: beam score; ranking: -(label-smoothed summed CE)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    image: str
+    text: str
+    itm_score: float  # ITM probability of match
+    itc_score: float  # ITC cosine similarity
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    image: str
+    labels: tuple[LabelScore, ...]  # best first
+
+    @property
+    def label(self) -> str:
+        return self.labels[0].label
+
+
+# ---- device and dtype -----------------------------------------------------------------------------
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto": cuda if available, else mps, else cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """None: float32. fp16 on the CPU falls back to float32 with a warning (CPU half-precision
+    kernels are slow and partly missing); bf16 on the CPU is allowed."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r} (use fp32, bf16 or fp16)")
+        dtype = DTYPES[dtype]
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"unsupported dtype {dtype} (use float32, bfloat16 or float16)")
+    if dtype == torch.float16 and device.type == "cpu":
+        log.warning("fp16 is not supported on the CPU; running in fp32 (bf16 is available on the CPU)")
+        return torch.float32
+    return dtype
+
+
+def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    if isinstance(images, str | os.PathLike | bytes | bytearray | Image.Image):
+        return [images]
+    return list(images)
+
+
+def image_name(source: ImageInput, index: int) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    if isinstance(source, Image.Image):
+        return f"<image #{index}>"
+    return f"<bytes #{index}>"
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    return [range(lo, min(n, lo + size)) for lo in range(0, n, size)]
+
+
+def caption_config(
+    *,
+    sample: bool = False,
+    num_beams: int = 3,
+    max_length: int = 20,
+    min_length: int = 5,
+    top_p: float = 0.9,
+    top_k: int = 50,
+    temperature: float = 1.0,
+    repetition_penalty: float | None = None,
+    length_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    num_captions: int = 1,
+    seed: int | None = None,
+) -> GenerationConfig:
+    """Generation settings for captioning. Defaults are the original's: beam 3, max 20, min 5
+    (lengths count [DEC] and the prompt); sampling is its nucleus setting (top_p 0.9, top_k 50,
+    repetition_penalty 1.1). More captions than beams raise the beam count to the captions."""
+    if sample:
+        return GenerationConfig(
+            max_length=max_length,
+            min_length=min_length,
+            do_sample=True,
+            top_p=top_p,
+            top_k=top_k,
+            temperature=temperature,
+            repetition_penalty=1.1 if repetition_penalty is None else repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            num_return_sequences=num_captions,
+            seed=seed,
+        )
+    return GenerationConfig(
+        max_length=max_length,
+        min_length=min_length,
+        num_beams=max(num_beams, num_captions),
+        repetition_penalty=1.0 if repetition_penalty is None else repetition_penalty,
+        length_penalty=length_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        num_return_sequences=num_captions,
+    )
+
+
+class BlipPipeline:
+    """A loaded BLIP checkpoint with its tokenizer, ready for every task the checkpoint supports.
+
+    Build it with `openblip.load`. `model` and `tokenizer` are public for lower-level use with
+    openblip.tasks.
+    """
+
+    def __init__(self, loaded: LoadedModel, *, image_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.model: Blip = loaded.model.eval()
+        self.tokenizer: Tokenizer = loaded.tokenizer
+        self.source: SourceInfo = loaded.source
+        self.image_size = image_size or loaded.config.vision.image_size
+        self.max_pixels = max_pixels
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def __repr__(self) -> str:
+        return f"BlipPipeline(source={self.source.source!r}, device={self.device}, dtype={self.dtype})"
+
+    # ---- images ------------------------------------------------------------------------------------
+    def load_image(self, source: ImageInput, name: str | None = None) -> Image.Image:
+        """Open and validate one image (ImageError naming it when it cannot be used)."""
+        return load_image(source, max_pixels=self.max_pixels, name=name)
+
+    def pixels(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Load and preprocess: (B, 3, S, S) float32 at the model's input size."""
+        return self.preprocess([self.load_image(im) for im in images])
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Already loaded RGB images (load_image) -> (B, 3, S, S) float32."""
+        return preprocess(images, self.image_size)
+
+    # ---- tasks -------------------------------------------------------------------------------------
+    def caption(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        prompt: str = DEFAULT_PROMPT,
+        num_beams: int = 3,
+        max_length: int = 20,
+        min_length: int = 5,
+        sample: bool = False,
+        top_p: float = 0.9,
+        top_k: int = 50,
+        temperature: float = 1.0,
+        repetition_penalty: float | None = None,
+        length_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
+        num_captions: int = 1,
+        seed: int | None = None,
+        batch_size: int = 16,
+    ) -> list[CaptionResult]:
+        """Captions per image (see `caption_config` for the decoding settings). The prompt
+        ("a picture of " by default, "" for none) is removed from the returned text. With
+        sampling and a seed, results are reproducible for the same inputs and batch size."""
+        cfg = caption_config(
+            sample=sample, num_beams=num_beams, max_length=max_length, min_length=min_length, top_p=top_p,
+            top_k=top_k, temperature=temperature, repetition_penalty=repetition_penalty,
+            length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+            num_captions=num_captions, seed=seed,
+        )
+        items = _as_list(images)
+        out: list[CaptionResult] = []
+        for chunk in _chunks(len(items), batch_size):
+            caps = caption_images(self.model, self.tokenizer, self.pixels([items[i] for i in chunk]), cfg, prompt)
+            out += [CaptionResult(image_name(items[i], i), tuple(c)) for i, c in zip(chunk, caps)]
+        return out
+
+    def answer(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        question: str | Sequence[str],
+        *,
+        candidates: Sequence[str] | None = None,
+        rank_k: int = RANK_K,
+        num_beams: int = 3,
+        max_length: int = 10,
+        min_length: int = 1,
+        batch_size: int = 16,
+    ) -> list[AnswerResult]:
+        """Answer one question about every image, or one question per image.
+
+        Without candidates the answer is generated (the original: beam 3, max_length 10,
+        min_length 1, [DEC] counted). With candidates the best of them is chosen as the
+        original's rank mode (top rank_k by first-token probability, then full likelihood).
+        An empty question raises ValueError."""
+        items = _as_list(images)
+        questions = [question] * len(items) if isinstance(question, str) else list(question)
+        if len(questions) != len(items):
+            raise ValueError(f"{len(questions)} questions for {len(items)} images")
+        cfg = GenerationConfig(max_length=max_length, min_length=min_length, num_beams=num_beams)
+        out: list[AnswerResult] = []
+        for chunk in _chunks(len(items), batch_size):
+            pixels = self.pixels([items[i] for i in chunk])
+            qs = [questions[i] for i in chunk]
+            if candidates is None:
+                answers = answer_questions(self.model, self.tokenizer, pixels, qs, cfg)
+            else:
+                answers = rank_answers(self.model, self.tokenizer, pixels, qs, candidates, rank_k)
+            out += [
+                AnswerResult(image_name(items[i], i), questions[i], a.text, a.score) for i, a in zip(chunk, answers)
+            ]
+        return out
+
+    def match(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        texts: str | Sequence[str],
+        *,
+        batch_size: int = 16,
+    ) -> list[MatchResult]:
+        """ITM probability and ITC cosine of every (image, text) pair, image-major. Texts are
+        cleaned as the original retrieval (pre_caption, 30 words) and cut to 35 tokens."""
+        items = _as_list(images)
+        text_list = [texts] if isinstance(texts, str) else list(texts)
+        out: list[MatchResult] = []
+        for chunk in _chunks(len(items), batch_size):
+            s = match_images_texts(self.model, self.tokenizer, self.pixels([items[i] for i in chunk]), text_list)
+            for b, i in enumerate(chunk):
+                out += [
+                    MatchResult(image_name(items[i], i), t, float(s.itm[b, j]), float(s.itc[b, j]))
+                    for j, t in enumerate(text_list)
+                ]
+        return out
+
+    def embed_images(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> torch.Tensor:
+        """ITC image features (N, E), L2-normalised, float32 on the CPU."""
+        items = _as_list(images)
+        parts = [
+            embed_images(self.model, self.pixels([items[i] for i in c]), batch_size)
+            for c in _chunks(len(items), batch_size)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, self.model.cfg.embed_dim)
+
+    def embed_texts(self, texts: str | Sequence[str], *, clean: bool = True, batch_size: int = 256) -> torch.Tensor:
+        """ITC text features (T, E), L2-normalised, float32 on the CPU (pre_caption first unless clean=False)."""
+        text_list = [texts] if isinstance(texts, str) else list(texts)
+        return embed_texts(self.model, self.tokenizer, text_list, clean=clean, batch_size=batch_size)
+
+    def classify(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        labels: Sequence[str],
+        *,
+        template: str = DEFAULT_TEMPLATE,
+        top_k: int = 5,
+        rerank: int = 0,
+        batch_size: int = 16,
+    ) -> list[ClassifyResult]:
+        """Zero-shot classification: the top_k labels per image with probabilities (softmax of
+        ITC cosine / the model's temperature; with rerank > 0, of ITM logit + cosine over the
+        best `rerank` labels)."""
+        items = _as_list(images)
+        label_set = prepare_labels(self.model, self.tokenizer, labels, template)
+        out: list[ClassifyResult] = []
+        for chunk in _chunks(len(items), batch_size):
+            pixels = self.pixels([items[i] for i in chunk])
+            res = classify_images(self.model, self.tokenizer, pixels, label_set, top_k=top_k, rerank=rerank)
+            out += [ClassifyResult(image_name(items[i], i), tuple(r)) for i, r in zip(chunk, res)]
+        return out
+
+    # ---- retrieval ---------------------------------------------------------------------------------
+    def identity(self, tokenizer: str | None = None) -> ModelIdentity:
+        """What an index records about the model that built it."""
+        src = self.source.source
+        if Path(src).expanduser().exists():
+            src = str(Path(src).expanduser().resolve())
+        return ModelIdentity(src, model_fingerprint(self.model), self.image_size, tokenizer)
+
+    def open_index(
+        self, directory: str | os.PathLike[str], kind: IndexKind | None = None, *, tokenizer: str | None = None
+    ) -> EmbeddingIndex:
+        """Open the index at `directory` (refused when built by another model), or create one
+        of `kind` there when none exists."""
+        if EmbeddingIndex.exists(directory):
+            index = EmbeddingIndex.open(directory)
+            index.check_model(model_fingerprint(self.model))
+            if kind is not None and index.kind is not kind:
+                raise ValueError(f"{directory}: an index of {index.kind.value}, not {kind.value}")
+            return index
+        if kind is None:
+            raise FileNotFoundError(f"{directory}: no index there")
+        return EmbeddingIndex.create(directory, kind, self.identity(tokenizer), self.model.cfg.embed_dim)
+
+    def index_images(
+        self,
+        index: EmbeddingIndex,
+        paths: Sequence[str | os.PathLike[str]],
+        images: Sequence[Image.Image] | None = None,
+        *,
+        batch_size: int = 32,
+    ) -> list[int]:
+        """Add image files to an image index, keyed by absolute path (re-ranking reads them
+        again from there); `images` may hold them already loaded. Returns each file's row (the
+        existing row for a file indexed before)."""
+        if images is not None and len(images) != len(paths):
+            raise ValueError(f"{len(images)} loaded images for {len(paths)} paths")
+        entries = [IndexEntry(p, path=p) for p in (str(Path(x).expanduser().resolve()) for x in paths)]
+        new = [i for i, e in enumerate(entries) if index.row_of(e.key) is None]
+        sources: list[ImageInput] = [images[i] if images is not None else paths[i] for i in new]
+        index.add([entries[i] for i in new], self.embed_images(sources, batch_size=batch_size))
+        rows = [index.row_of(e.key) for e in entries]
+        return [r for r in rows if r is not None]
+
+    def index_texts(self, index: EmbeddingIndex, texts: Sequence[str], *, batch_size: int = 256) -> list[int]:
+        """Add texts (key = the text) to a text index: their rows (existing rows for repeats)."""
+        entries = [IndexEntry(t, text=t) for t in texts]
+        embeds = self.embed_texts(list(texts), clean=index.clean_texts, batch_size=batch_size)
+        index.add(entries, embeds)
+        rows = [index.row_of(t) for t in texts]
+        return [r for r in rows if r is not None]
+
+    def search_images(
+        self, index: EmbeddingIndex, texts: str | Sequence[str], options: SearchOptions
+    ) -> list[list[Hit]]:
+        """Images of an image index for each text: ITC top-k, ITM re-ranking of the best `options.rerank`."""
+        text_list = [texts] if isinstance(texts, str) else list(texts)
+        index.check_model(model_fingerprint(self.model))
+        return search_images(self.model, self.tokenizer, index, text_list, self._pixels_of_path, options)
+
+    def search_texts(
+        self, index: EmbeddingIndex, images: ImageInput | Sequence[ImageInput], options: SearchOptions
+    ) -> list[list[Hit]]:
+        """Texts of a text index for each image."""
+        items = _as_list(images)
+        index.check_model(model_fingerprint(self.model))
+        return search_texts(self.model, self.tokenizer, index, self.pixels(items), options)
+
+    def _pixels_of_path(self, path: str) -> torch.Tensor:
+        return preprocess([self.load_image(path)], self.image_size)[0]
+
+
+def load(
+    source: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    image_size: int | None = None,
+    tokenizer: str | os.PathLike[str] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> BlipPipeline:
+    """Load a BLIP checkpoint for inference.
+
+    source: a transformers directory, a Salesforce .pth, an openblip directory, a hub id
+    (owner/name) or an http(s) URL. device: "auto" (cuda, then mps, then cpu), or a torch
+    device string. dtype: "fp32" (default), "bf16" or "fp16" (fp16 on the CPU falls back to
+    fp32 with a warning). image_size: input size to run at (position embeddings resized);
+    default the checkpoint's. tokenizer: a vocab.txt / tokenizer.json / directory overriding
+    the checkpoint's. max_pixels: images with more pixels are refused (decompression bombs).
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    tok = None if tokenizer is None else Path(tokenizer)
+    src = source if isinstance(source, str) else Path(source)
+    loaded = load_model(src, tokenizer=tok, image_size=image_size, device=dev, dtype=dt)
+    return BlipPipeline(loaded, image_size=image_size, max_pixels=max_pixels)

@@ -1,0 +1,107 @@
+"""`openblip caption IMAGE_OR_DIR... --model M`: one JSON record per image.
+
+Records: {"image", "caption"}; {"image", "captions": [...]} with --num-captions > 1 (best
+first); {"image", "error"} for an image that could not be used. Defaults are the original's
+captioning settings: beam search with 3 beams, max length 20, min length 5 (lengths count the
+[DEC] token and the prompt, as the original), prompt "a picture of " (removed from the output).
+--sample switches to the original's nucleus sampling (top-p 0.9, top-k 50, repetition penalty 1.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from openblip.cli import UsageError
+from openblip.cli.common import (
+    add_model_arguments,
+    add_run_arguments,
+    batches,
+    check_batch_size,
+    images_of,
+    load_items,
+    load_pipeline,
+    require,
+)
+from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "caption",
+        help="caption images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
+    add_model_arguments(p)
+    g = p.add_argument_group("decoding")
+    g.add_argument("--num-beams", type=int, help="beam width (default: 3; not with --sample)")
+    g.add_argument("--sample", action="store_true", help="nucleus sampling instead of beam search")
+    g.add_argument("--top-p", type=float, default=0.9, help="sampling: nucleus mass (default: %(default)s)")
+    g.add_argument("--top-k", type=int, default=50, help="sampling: k best tokens, 0 = all (default: %(default)s)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
+    g.add_argument("--seed", type=int, help="sampling seed (reproducible for the same inputs and batch size)")
+    g.add_argument("--num-captions", type=int, default=1, help="captions per image (default: %(default)s)")
+    g.add_argument("--max-length", type=int, default=20, help="tokens incl. [DEC] and prompt (default: %(default)s)")
+    g.add_argument("--min-length", type=int, default=5, help="tokens incl. [DEC] and prompt (default: %(default)s)")
+    g.add_argument("--prompt", default="a picture of ", help="text to continue; '' for none (default: %(default)r)")
+    g.add_argument("--repetition-penalty", type=float, help="default: 1.0 for beam search, 1.1 for sampling")
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search (default: %(default)s)")
+    g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams (default: off)")
+    add_run_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openblip.api import caption_config
+    from openblip.tasks.caption import caption_images
+    from openblip.tasks.inputs import require_caption_decoder
+
+    check_output(args.output)
+    check_batch_size(args)
+    if args.sample and args.num_beams not in (None, 1):
+        raise UsageError("--num-beams and --sample exclude each other")
+    if args.num_captions < 1:
+        raise UsageError(f"--num-captions must be >= 1, got {args.num_captions}")
+    try:
+        cfg = caption_config(
+            sample=args.sample,
+            num_beams=3 if args.num_beams is None else args.num_beams,
+            max_length=args.max_length,
+            min_length=args.min_length,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            temperature=args.temperature,
+            repetition_penalty=args.repetition_penalty,
+            length_penalty=args.length_penalty,
+            no_repeat_ngram_size=args.no_repeat_ngram_size,
+            num_captions=args.num_captions,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    names = expand_inputs(args.images)
+    pipe = load_pipeline(args)
+    require(require_caption_decoder, pipe.model)
+    with RecordWriter(args.output) as out, progress_bar(len(names), "caption") as bar:
+        for batch in batches(names, args.batch_size):
+            items = load_items(pipe, batch)
+            try:
+                caps = caption_images(
+                    pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), cfg, args.prompt
+                )
+            except ValueError as e:  # settings the model cannot honour (prompt or lengths)
+                raise UsageError(str(e)) from e
+            done = iter(caps)
+            for it in items:
+                if it.error is not None:
+                    out.write({"image": it.name, "error": it.error})
+                    continue
+                texts = [c.text for c in next(done)]
+                if args.num_captions == 1:
+                    out.write({"image": it.name, "caption": texts[0]})
+                else:
+                    out.write({"image": it.name, "captions": texts})
+            bar.update(len(batch))
+    return out.exit_code

@@ -1,0 +1,89 @@
+"""`openblip classify IMAGE... --labels L1,L2 | --labels-file F --model M`: zero-shot labels.
+
+Each label becomes "a picture of a {label}." (--template) and labels are ranked by ITC cosine
+with the image. Records: {"image", "label", "probability", "labels": [...], "probabilities":
+[...]}: the best label and its probability, then the --top-k labels and probabilities, best
+first. Probabilities are softmax(cosine / the model's ITC temperature) over all labels; with
+--rerank N the best N labels are re-scored by ITM logit + cosine (the original retrieval score)
+and the probabilities are a softmax over those N. {"image", "error"} for an unusable image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from openblip.cli import UsageError
+from openblip.cli.common import (
+    add_model_arguments,
+    add_run_arguments,
+    batches,
+    check_batch_size,
+    images_of,
+    load_items,
+    load_pipeline,
+    require,
+)
+from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "classify", help="zero-shot image classification", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    labels = p.add_mutually_exclusive_group(required=True)
+    labels.add_argument("--labels", help="comma-separated labels")
+    labels.add_argument("--labels-file", metavar="FILE", help="labels, one per line or a JSON list")
+    p.add_argument("--template", default="a picture of a {}.", help="prompt per label (default: %(default)r)")
+    p.add_argument("--top-k", type=int, default=5, help="labels reported per image (default: %(default)s)")
+    p.add_argument("--rerank", type=int, default=0, help="re-score the best N labels with ITM (default: off)")
+    add_model_arguments(p)
+    add_run_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openblip.tasks.classify import classify_images, prepare_labels
+    from openblip.tasks.inputs import require_heads
+
+    check_output(args.output)
+    check_batch_size(args)
+    if args.top_k < 1 or args.rerank < 0:
+        raise UsageError("--top-k must be >= 1 and --rerank >= 0")
+    if "{}" not in args.template:
+        raise UsageError(f"--template {args.template!r} has no {{}} for the label")
+    if args.labels is not None:
+        labels = [x.strip() for x in args.labels.split(",") if x.strip()]
+        if not labels:
+            raise UsageError("--labels holds no labels")
+    else:
+        labels = read_list(args.labels_file, "labels")
+    names = expand_inputs(args.images)
+    pipe = load_pipeline(args)
+    require(lambda m: require_heads(m, "zero-shot classification"), pipe.model)
+    label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
+    with RecordWriter(args.output) as out, progress_bar(len(names), "classify") as bar:
+        for batch in batches(names, args.batch_size):
+            items = load_items(pipe, batch)
+            pixels = pipe.preprocess(images_of(items))
+            results = iter(
+                classify_images(pipe.model, pipe.tokenizer, pixels, label_set, top_k=args.top_k, rerank=args.rerank)
+            )
+            for it in items:
+                if it.error is not None:
+                    out.write({"image": it.name, "error": it.error})
+                    continue
+                top = next(results)
+                out.write(
+                    {
+                        "image": it.name,
+                        "label": top[0].label,
+                        "probability": top[0].probability,
+                        "labels": [s.label for s in top],
+                        "probabilities": [s.probability for s in top],
+                    }
+                )
+            bar.update(len(batch))
+    return out.exit_code

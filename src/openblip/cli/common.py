@@ -1,0 +1,126 @@
+"""Arguments and plumbing shared by the inference commands (caption, vqa, match, index,
+search, classify): model loading with usage errors for unusable models, per-item image loading
+that turns a bad image into its own error record, and batching."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from openblip.cli import UsageError
+from openblip.image import DEFAULT_MAX_PIXELS, ImageError
+
+MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
+
+if TYPE_CHECKING:  # the API module imports torch and the models: loaded when a command runs
+    from openblip.api import BlipPipeline
+    from openblip.model.blip import Blip
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        required=required,
+        help="checkpoint: openblip or transformers directory, Salesforce .pth, hub id (owner/name) or URL",
+    )
+    g.add_argument("--tokenizer", help="vocab.txt / tokenizer.json / directory (default: the checkpoint's)")
+    g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)")
+    g.add_argument(
+        "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="weights and activations (default: fp32; fp16 on the CPU runs in fp32 with a warning)",
+    )
+    g.add_argument("--image-size", type=int, help="input size in pixels (default: the checkpoint's)")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
+    g = parser.add_argument_group("run")
+    g.add_argument("--batch-size", type=int, default=batch_size, help="images per batch (default: %(default)s)")
+    g.add_argument("--output", help="write records to FILE (.jsonl, .parquet or .csv) instead of stdout")
+    g.add_argument(
+        "--max-pixels",
+        type=int,
+        help=f"refuse images with more pixels (default: ${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS})",
+    )
+
+
+def max_pixels(args: argparse.Namespace) -> int:
+    value = args.max_pixels
+    if value is None:
+        env = os.environ.get(MAX_PIXELS_ENV)
+        try:
+            value = int(env) if env else DEFAULT_MAX_PIXELS
+        except ValueError as e:
+            raise UsageError(f"${MAX_PIXELS_ENV}={env!r} is not an integer") from e
+    if value < 1:
+        raise UsageError(f"--max-pixels must be >= 1, got {value}")
+    return int(value)
+
+
+def check_batch_size(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+
+def load_pipeline(
+    args: argparse.Namespace, *, source: str | None = None, tokenizer: str | None = None, image_size: int | None = None
+) -> BlipPipeline:
+    """The model named by --model (or `source`); any failure to load it is a usage error."""
+    from openblip.api import load
+
+    model = source or args.model
+    try:
+        return load(
+            model,
+            device=args.device,
+            dtype=args.dtype,
+            image_size=image_size or args.image_size,
+            tokenizer=tokenizer or args.tokenizer,
+            max_pixels=max_pixels(args),
+        )
+    except (OSError, ValueError, ImportError, RuntimeError) as e:  # missing files, bad checkpoints, no network
+        raise UsageError(f"cannot load model {model}: {e}") from e
+
+
+def require(check: Callable[[Blip], None], model: Blip) -> None:
+    """Run a capability check (tasks.inputs.require_*); its ValueError becomes a usage error:
+    the checkpoint cannot do what the command asks."""
+    try:
+        check(model)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+@dataclass
+class Item:
+    name: str  # as given on the command line (or found in a directory)
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+def load_items(pipeline: BlipPipeline, names: Sequence[str]) -> list[Item]:
+    """Open and validate each image; a failure is recorded on its item, never raised."""
+    items = []
+    for name in names:
+        try:
+            items.append(Item(name, pipeline.load_image(name)))
+        except ImageError as e:
+            items.append(Item(name, error=str(e)))
+        except (OSError, ValueError) as e:
+            items.append(Item(name, error=f"{name}: {e}"))
+    return items
+
+
+def images_of(items: Sequence[Item]) -> list[Image.Image]:
+    """The images that loaded, in order."""
+    return [it.image for it in items if it.image is not None]
+
+
+def batches(names: Sequence[str], size: int) -> Iterator[list[str]]:
+    for lo in range(0, len(names), size):
+        yield list(names[lo : lo + size])

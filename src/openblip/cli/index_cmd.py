@@ -1,0 +1,128 @@
+"""`openblip index IMAGE_OR_DIR... --model M --index DIR`: build or extend a retrieval index.
+
+Creates DIR (an index of ITC image embeddings, see openblip/tasks/index.py) or adds to it;
+images already indexed (same absolute path) are skipped. `--texts FILE` (one text per line or
+a JSON list) builds a text index instead, for `openblip search --image`. --model may be left
+out when DIR exists (the model that built it is used); a different model is refused.
+
+Records: {"image", "row"} for each image added; {"image", "row", "skipped": "already indexed"};
+{"image", "error"} for an image that could not be used. With --texts: {"text", "row"} and
+{"text", "row", "skipped"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from openblip.cli import UsageError
+from openblip.cli.common import (
+    add_model_arguments,
+    add_run_arguments,
+    batches,
+    check_batch_size,
+    images_of,
+    load_items,
+    load_pipeline,
+    require,
+)
+from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+
+if TYPE_CHECKING:
+    from openblip.api import BlipPipeline
+    from openblip.tasks.index import EmbeddingIndex
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "index", help="build or extend a retrieval index", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
+    p.add_argument("--index", required=True, metavar="DIR", help="index directory (created when missing)")
+    p.add_argument("--texts", metavar="FILE", help="index these texts (one per line or a JSON list) instead of images")
+    add_model_arguments(p, required=False)
+    add_run_arguments(p, batch_size=32)
+    p.set_defaults(run=run)
+
+
+def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[BlipPipeline, EmbeddingIndex]:
+    """The pipeline and the index at --index: the index's own model unless --model is given
+    (which must then be the same model). kind_name: create an index of that kind if missing."""
+    from openblip.tasks.index import EmbeddingIndex, IndexKind, RetrievalIndexError
+
+    kind = None if kind_name is None else IndexKind(kind_name)
+    if EmbeddingIndex.exists(args.index):
+        try:
+            index = EmbeddingIndex.open(args.index)
+        except RetrievalIndexError as e:
+            raise UsageError(str(e)) from e
+        ident = index.identity
+        if args.model is None:
+            pipe = load_pipeline(args, source=ident.source, tokenizer=ident.tokenizer, image_size=ident.image_size)
+        else:
+            pipe = load_pipeline(args, image_size=args.image_size or ident.image_size)
+        try:
+            return pipe, pipe.open_index(args.index, kind)
+        except (RetrievalIndexError, ValueError) as e:
+            raise UsageError(str(e)) from e
+    if kind is None:
+        raise UsageError(f"--index {args.index}: no index there")
+    if args.model is None:
+        raise UsageError(f"--model is required to create a new index at {args.index}")
+    pipe = load_pipeline(args)
+    from openblip.tasks.inputs import require_heads
+
+    require(lambda m: require_heads(m, "retrieval indexing"), pipe.model)
+    tok = None if args.tokenizer is None else str(Path(args.tokenizer).resolve())
+    try:
+        return pipe, pipe.open_index(args.index, kind, tokenizer=tok)
+    except (RetrievalIndexError, ValueError) as e:
+        raise UsageError(str(e)) from e
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output(args.output)
+    check_batch_size(args)
+    if args.texts and args.images:
+        raise UsageError("give images or --texts, not both")
+    if not args.texts and not args.images:
+        raise UsageError("nothing to index: give images (files or directories) or --texts FILE")
+    if args.texts:
+        texts = read_list(args.texts, "texts")
+        pipe, index = open_for_model(args, "texts")
+        return _index_texts(args, pipe, index, texts)
+    names = expand_inputs(args.images)
+    pipe, index = open_for_model(args, "images")
+    with RecordWriter(args.output) as out, progress_bar(len(names), "index") as bar:
+        for batch in batches(names, args.batch_size):
+            keys = [str(Path(n).expanduser().resolve()) for n in batch]
+            known = {n: index.row_of(k) for n, k in zip(batch, keys)}
+            todo = [n for n in batch if known[n] is None]
+            items = {it.name: it for it in load_items(pipe, todo)}
+            good = [it for it in items.values() if it.error is None]
+            rows = pipe.index_images(index, [it.name for it in good], images_of(good), batch_size=args.batch_size)
+            added = dict(zip((it.name for it in good), rows))
+            for n in batch:
+                row = known[n]
+                if row is not None:
+                    out.write({"image": n, "row": row, "skipped": "already indexed"})
+                elif items[n].error is not None:
+                    out.write({"image": n, "error": items[n].error})
+                else:
+                    out.write({"image": n, "row": added[n]})
+            bar.update(len(batch))
+    return out.exit_code
+
+
+def _index_texts(args: argparse.Namespace, pipe: BlipPipeline, index: EmbeddingIndex, texts: list[str]) -> int:
+    known = {t: index.row_of(t) for t in texts}
+    pipe.index_texts(index, [t for t in dict.fromkeys(texts) if known[t] is None])
+    with RecordWriter(args.output) as out:
+        for t in texts:
+            if known[t] is not None:
+                out.write({"text": t, "row": known[t], "skipped": "already indexed"})
+            else:
+                out.write({"text": t, "row": index.row_of(t)})
+    return out.exit_code

@@ -1,0 +1,67 @@
+"""`openblip match IMAGE... --text T [--text T ...] --model M`: image-text matching scores.
+
+Records: {"image", "text", "itm_score", "itc_score"} per (image, text) pair, image-major;
+itm_score is the ITM probability that they match (softmax of the ITM head, [ENC] first),
+itc_score the cosine of the ITC features (no temperature). Texts are cleaned as the original
+retrieval (lowercase, punctuation removed, 30 words) and truncated to 35 tokens. An image that
+could not be used gives {"image", "text", "error"} for each text.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from openblip.cli.common import (
+    add_model_arguments,
+    add_run_arguments,
+    batches,
+    check_batch_size,
+    images_of,
+    load_items,
+    load_pipeline,
+    require,
+)
+from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "match", help="image-text matching scores (ITM, ITC)", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    texts = p.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--text", action="append", help="a text (repeat for several)")
+    texts.add_argument("--texts-file", metavar="FILE", help="texts, one per line or a JSON list")
+    add_model_arguments(p)
+    add_run_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openblip.tasks.inputs import require_heads
+    from openblip.tasks.match import match_images_texts
+
+    check_output(args.output)
+    check_batch_size(args)
+    texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
+    names = expand_inputs(args.images)
+    pipe = load_pipeline(args)
+    require(lambda m: require_heads(m, "image-text matching"), pipe.model)
+    with RecordWriter(args.output) as out, progress_bar(len(names), "match") as bar:
+        for batch in batches(names, args.batch_size):
+            items = load_items(pipe, batch)
+            scores = match_images_texts(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), texts)
+            row = 0
+            for it in items:
+                for j, t in enumerate(texts):
+                    if it.error is not None:
+                        out.write({"image": it.name, "text": t, "error": it.error})
+                    else:
+                        itm, itc = float(scores.itm[row, j]), float(scores.itc[row, j])
+                        out.write({"image": it.name, "text": t, "itm_score": itm, "itc_score": itc})
+                if it.error is None:
+                    row += 1
+            bar.update(len(batch))
+    return out.exit_code

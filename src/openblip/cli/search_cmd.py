@@ -1,0 +1,97 @@
+"""`openblip search --index DIR --text T [--k K] [--rerank R]`: retrieve from an index.
+
+--text T (repeatable) searches an image index (built with `openblip index IMAGES`); --image
+IMG (repeatable) searches a text index (built with `openblip index --texts FILE`). Candidates
+are ranked by ITC cosine; the best R are re-ranked by ITM match logit + cosine, as the
+original retrieval evaluation (images are read again from their indexed paths for this).
+The index's own model is used unless --model names one (which must be the same model).
+
+Records, one per result, best first: {"text", "rank", "image", "score", "itc_score",
+"itm_score"} for --text queries; {"image", "rank", "text", "score", "itc_score", "itm_score"}
+for --image queries. rank starts at 1; score is itm_logit + itc_score for re-ranked results
+and itc_score otherwise; itm_score is the ITM probability of match (null when not re-ranked).
+{"image", "error"} for a query image that could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from openblip.cli import UsageError
+from openblip.cli.common import add_model_arguments, add_run_arguments, check_batch_size, images_of, load_items
+from openblip.cli.index_cmd import open_for_model
+from openblip.cli.io import RecordWriter, check_output, progress_bar
+
+if TYPE_CHECKING:
+    from openblip.tasks.retrieval import Hit
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "search", help="search a retrieval index", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--index", required=True, metavar="DIR", help="index directory (openblip index)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--text", action="append", help="find images for this text (repeatable)")
+    q.add_argument("--image", action="append", help="find texts for this image (repeatable)")
+    p.add_argument("--k", type=int, default=10, help="results per query (default: %(default)s)")
+    p.add_argument(
+        "--rerank", type=int, default=32, help="ITC candidates re-ranked with ITM, 0 = off (default: %(default)s)"
+    )
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--faiss", dest="use_faiss", action="store_const", const=True, help="always search with FAISS")
+    how.add_argument("--exact", dest="use_faiss", action="store_const", const=False, help="never use FAISS")
+    p.add_argument("--nlist", type=int, default=0, help="FAISS IVF lists for approximate search (default: flat, exact)")
+    add_model_arguments(p, required=False)
+    add_run_arguments(p, batch_size=32)
+    p.set_defaults(run=run)
+
+
+def _result(query: dict[str, Any], rank: int, hit: Hit, found_field: str, found: str | None) -> dict[str, Any]:
+    return {
+        **query,
+        "rank": rank,
+        found_field: found,
+        "score": hit.score,
+        "itc_score": hit.itc,
+        "itm_score": hit.itm,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from openblip.tasks.retrieval import SearchOptions
+
+    check_output(args.output)
+    check_batch_size(args)
+    if args.k < 1 or args.rerank < 0 or args.nlist < 0:
+        raise UsageError("--k must be >= 1, --rerank and --nlist >= 0")
+    options = SearchOptions(args.k, args.rerank, args.use_faiss, args.nlist, args.batch_size)
+    pipe, index = open_for_model(args, None)
+    expected = "images" if args.text else "texts"
+    if index.kind.value != expected:
+        flag = "--text" if args.text else "--image"
+        raise UsageError(f"{flag} searches an index of {expected}; {args.index} holds {index.kind.value}")
+    try:
+        with RecordWriter(args.output) as out:
+            if args.text:
+                for text, hits in zip(args.text, pipe.search_images(index, args.text, options)):
+                    for rank, h in enumerate(hits, 1):
+                        out.write(_result({"text": text}, rank, h, "image", h.entry.path))
+                return out.exit_code
+            with progress_bar(len(args.image), "search") as bar:
+                for lo in range(0, len(args.image), args.batch_size):
+                    items = load_items(pipe, args.image[lo : lo + args.batch_size])
+                    good = images_of(items)
+                    results = iter(pipe.search_texts(index, good, options) if good else [])
+                    for it in items:
+                        if it.error is not None:
+                            out.write({"image": it.name, "error": it.error})
+                            continue
+                        for rank, h in enumerate(next(results), 1):
+                            out.write(_result({"image": it.name}, rank, h, "text", h.entry.text))
+                    bar.update(len(items))
+            return out.exit_code
+    except ImportError as e:  # --faiss without faiss installed
+        raise UsageError(str(e)) from e

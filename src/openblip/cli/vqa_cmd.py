@@ -1,0 +1,97 @@
+"""`openblip vqa IMAGE... --question Q --model M`: answer a question about each image.
+
+Records: {"image", "question", "answer"} per (image, question) pair, image-major (--question
+may be repeated); {"image", "question", "error"} when the image could not be used or the
+question is empty. Without --answers the answer is generated as the original (beam 3, max
+length 10, min length 1); with --answers FILE (one candidate per line, or a JSON list) it is
+the best candidate by the original's rank mode (top --rank-k by first-token probability,
+then full answer likelihood).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from openblip.cli import UsageError
+from openblip.cli.common import (
+    add_model_arguments,
+    add_run_arguments,
+    batches,
+    check_batch_size,
+    images_of,
+    load_items,
+    load_pipeline,
+    require,
+)
+from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "vqa", help="answer questions about images", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    p.add_argument("--question", action="append", required=True, help="the question (repeat for several)")
+    p.add_argument("--answers", metavar="FILE", help="rank these candidate answers instead of generating")
+    p.add_argument("--rank-k", type=int, default=128, help="candidates scored in full (default: %(default)s)")
+    p.add_argument("--num-beams", type=int, default=3, help="generation beams (default: %(default)s)")
+    p.add_argument("--max-length", type=int, default=10, help="answer tokens incl. [DEC] (default: %(default)s)")
+    p.add_argument("--min-length", type=int, default=1, help="answer tokens incl. [DEC] (default: %(default)s)")
+    add_model_arguments(p)
+    add_run_arguments(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from openblip.model.generate import GenerationConfig
+    from openblip.tasks.inputs import require_vqa
+    from openblip.tasks.vqa import answer_questions, clean_question, rank_answers
+
+    check_output(args.output)
+    check_batch_size(args)
+    if args.rank_k < 1:
+        raise UsageError(f"--rank-k must be >= 1, got {args.rank_k}")
+    try:
+        cfg = GenerationConfig(max_length=args.max_length, min_length=args.min_length, num_beams=args.num_beams)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    candidates = read_list(args.answers, "answers") if args.answers else None
+    questions: list[tuple[str, str | None]] = []  # (as given, error)
+    for i, q in enumerate(args.question):
+        try:
+            clean_question(q, i)
+            questions.append((q, None))
+        except ValueError as e:
+            questions.append((q, str(e)))
+    names = expand_inputs(args.images)
+    pipe = load_pipeline(args)
+    require(require_vqa, pipe.model)
+    with RecordWriter(args.output) as out, progress_bar(len(names), "vqa") as bar:
+        for batch in batches(names, args.batch_size):
+            items = load_items(pipe, batch)
+            pixels = pipe.preprocess(images_of(items))
+            answers: dict[int, list[str]] = {}
+            for qi, (q, err) in enumerate(questions):
+                if err is not None or pixels.shape[0] == 0:
+                    continue
+                qs = [q] * pixels.shape[0]
+                if candidates is None:
+                    found = answer_questions(pipe.model, pipe.tokenizer, pixels, qs, cfg)
+                else:
+                    found = rank_answers(pipe.model, pipe.tokenizer, pixels, qs, candidates, args.rank_k)
+                answers[qi] = [a.text for a in found]
+            row = 0
+            for it in items:
+                for qi, (q, err) in enumerate(questions):
+                    if it.error is not None:
+                        out.write({"image": it.name, "question": q, "error": it.error})
+                    elif err is not None:
+                        out.write({"image": it.name, "question": q, "error": err})
+                    else:
+                        out.write({"image": it.name, "question": q, "answer": answers[qi][row]})
+                if it.error is None:
+                    row += 1
+            bar.update(len(batch))
+    return out.exit_code

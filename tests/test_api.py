@@ -1,0 +1,178 @@
+"""The Python API over tiny random checkpoints saved in the openblip format."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import openblip
+from openblip.api import BlipPipeline, caption_config, resolve_device, resolve_dtype
+from openblip.checkpoint_io import save_pretrained
+from openblip.config import preset
+from openblip.image import ImageError
+from openblip.model.blip import Blip
+from openblip.tasks.index import IndexKind, RetrievalIndexError
+from openblip.tasks.match import match_images_texts
+from openblip.tasks.retrieval import SearchOptions
+from openblip.tokenizer import Tokenizer
+
+torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than the ops on a busy machine
+
+
+def _tiny(layout: str, seed: int) -> Blip:
+    torch.manual_seed(seed)
+    model = Blip(preset("tiny", layout)).eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    tok = Tokenizer.default()
+    return {
+        "full": save_pretrained(_tiny("full", 0), tok, root / "full"),
+        "vqa": save_pretrained(_tiny("vqa", 1), tok, root / "vqa"),
+    }
+
+
+@pytest.fixture(scope="module")
+def blip(models) -> BlipPipeline:
+    return openblip.load(models["full"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    root = tmp_path_factory.mktemp("images")
+    paths = []
+    for i in range(3):
+        arr = np.random.default_rng(i).integers(0, 255, (40 + i, 50, 3), dtype=np.uint8)
+        p = root / f"img{i}.png"
+        Image.fromarray(arr).save(p)
+        paths.append(str(p))
+    return paths
+
+
+def test_load_returns_a_pipeline(blip, models) -> None:
+    assert isinstance(blip, BlipPipeline)
+    assert blip.device == torch.device("cpu") and blip.dtype == torch.float32
+    assert blip.image_size == 64 and str(models["full"]) in repr(blip)
+
+
+def test_caption_accepts_paths_bytes_and_pil(blip, images) -> None:
+    kw = dict(max_length=10, min_length=5)
+    by_path = blip.caption(images, **kw)
+    data = Path(images[0]).read_bytes()
+    by_bytes = blip.caption(data, **kw)
+    by_pil = blip.caption([Image.open(images[0])], **kw)
+    assert by_path[0].caption == by_bytes[0].caption == by_pil[0].caption
+    assert [r.image for r in by_path] == images
+    assert by_bytes[0].image == "<bytes #0>" and by_pil[0].image == "<image #0>"
+    assert len({r.caption for r in by_path}) > 1
+    one_by_one = blip.caption(images, batch_size=1, **kw)
+    assert [r.caption for r in one_by_one] == [r.caption for r in by_path]
+    several = blip.caption(images[:1], num_captions=3, max_length=10)
+    assert len(several[0].captions) == 3 and several[0].caption == several[0].captions[0].text
+    sampled = blip.caption(images[:2], sample=True, seed=5, num_captions=2, max_length=10)
+    assert sampled == blip.caption(images[:2], sample=True, seed=5, num_captions=2, max_length=10)
+
+
+def test_caption_config_defaults() -> None:
+    beam = caption_config()
+    assert (beam.num_beams, beam.max_length, beam.min_length, beam.repetition_penalty) == (3, 20, 5, 1.0)
+    nucleus = caption_config(sample=True)
+    assert (nucleus.do_sample, nucleus.top_p, nucleus.top_k, nucleus.repetition_penalty) == (True, 0.9, 50, 1.1)
+    assert caption_config(num_captions=5).num_beams == 5
+
+
+def test_bad_image_raises_naming_it(blip, tmp_path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really")
+    with pytest.raises(ImageError, match=r"broken\.jpg"):
+        blip.caption([str(bad)], max_length=8)
+
+
+def test_match_and_embeddings(blip, images) -> None:
+    texts = ["a dog on a beach", "a red car"]
+    res = blip.match(images, texts)
+    assert [(r.image, r.text) for r in res] == [(i, t) for i in images for t in texts]
+    s = match_images_texts(blip.model, blip.tokenizer, blip.pixels(images), texts)
+    assert [r.itm_score for r in res] == pytest.approx(s.itm.flatten().tolist(), abs=1e-6)
+    assert [r.itc_score for r in res] == pytest.approx(s.itc.flatten().tolist(), abs=1e-6)
+    img, txt = blip.embed_images(images, batch_size=2), blip.embed_texts(texts)
+    assert img.shape == (3, 256) and txt.shape == (2, 256)
+    assert torch.allclose(img @ txt.t(), s.itc, atol=1e-5)
+    alone = blip.match(images[0], "a dog on a beach")[0]
+    assert alone.itm_score == pytest.approx(res[0].itm_score, abs=1e-6)
+    assert alone.itc_score == pytest.approx(res[0].itc_score, abs=1e-6)
+
+
+def test_classify(blip, images) -> None:
+    res = blip.classify(images, ["dog", "cat", "car"], top_k=2)
+    assert len(res) == 3 and all(len(r.labels) == 2 for r in res)
+    assert all(r.label == r.labels[0].label for r in res)
+    reranked = blip.classify(images, ["dog", "cat", "car"], top_k=3, rerank=3)
+    assert all(sum(x.probability for x in r.labels) == pytest.approx(1.0, abs=1e-5) for r in reranked)
+
+
+def test_answer(models, images) -> None:
+    vqa = openblip.load(models["vqa"], device="cpu")
+    gen = vqa.answer(images, "what is in the picture?", max_length=6)
+    assert [r.question for r in gen] == ["what is in the picture?"] * 3 and all(r.answer for r in gen)
+    ranked = vqa.answer(images, ["is it a dog?", "what color", "how many"], candidates=["yes", "no", "red"])
+    assert all(r.answer in ("yes", "no", "red") for r in ranked)
+    with pytest.raises(ValueError, match="empty"):
+        vqa.answer(images[:1], "  ")
+    with pytest.raises(ValueError, match="2 questions for 3 images"):
+        vqa.answer(images, ["a", "b"])
+
+
+def test_index_and_search(blip, images, tmp_path, models) -> None:
+    index = blip.open_index(tmp_path / "idx", IndexKind.IMAGES)
+    assert blip.index_images(index, images[:2]) == [0, 1]
+    assert blip.index_images(index, images) == [0, 1, 2]  # known images keep their rows
+    index = blip.open_index(tmp_path / "idx")
+    assert index.identity.source == str(Path(models["full"]).resolve())
+    hits = blip.search_images(index, ["a dog"], SearchOptions(k=2, rerank=3))[0]
+    assert len(hits) == 2 and hits[0].itm is not None and hits[0].score >= hits[1].score
+    texts = blip.open_index(tmp_path / "texts", IndexKind.TEXTS)
+    assert blip.index_texts(texts, ["a dog", "a cat", "a dog"]) == [0, 1, 0]
+    found = blip.search_texts(texts, images[0], SearchOptions(k=2))[0]
+    assert {h.entry.text for h in found} == {"a dog", "a cat"}
+    vqa = openblip.load(models["vqa"], device="cpu")
+    with pytest.raises(RetrievalIndexError, match="another model"):
+        vqa.open_index(tmp_path / "idx")
+
+
+def test_device_and_dtype(models, images, caplog) -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("toaster")
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("fp8", torch.device("cpu"))
+    with caplog.at_level(logging.WARNING):
+        assert resolve_dtype("fp16", torch.device("cpu")) == torch.float32
+    assert "fp16 is not supported on the CPU" in caplog.text
+    bf16 = openblip.load(models["full"], device="cpu", dtype="bf16")
+    assert bf16.dtype == torch.bfloat16
+    assert bf16.match(images[0], "a dog")[0].itm_score > 0
+    assert bf16.caption(images[0], max_length=8)[0].caption
+
+
+def test_image_inputs_as_bytes_io_are_rejected_clearly(blip) -> None:
+    with pytest.raises(TypeError, match="BytesIO"):
+        blip.caption([io.BytesIO(b"x")], max_length=8)  # type: ignore[list-item]
