@@ -22,7 +22,15 @@ from openblip.tasks.match import match_images_texts
 from openblip.tasks.retrieval import SearchOptions
 from openblip.tokenizer import Tokenizer
 
-torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than the ops on a busy machine
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: thread hand-offs cost more than the ops. Restored after each test so the
+    heavy parity tests elsewhere in the session keep every core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _tiny(layout: str, seed: int) -> Blip:

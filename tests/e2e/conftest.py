@@ -23,7 +23,15 @@ from openblip.config import preset
 from openblip.model.blip import Blip
 from openblip.tokenizer import Tokenizer
 
-torch.set_num_threads(1)  # in-process CLI calls: tiny models, a busy machine
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: thread hand-offs cost more than the ops. Restored after each test so the
+    heavy parity tests elsewhere in the session keep every core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _tiny(layout: str, seed: int) -> Blip:

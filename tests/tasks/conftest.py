@@ -11,7 +11,16 @@ from openblip.tokenizer import Tokenizer
 
 # Tiny models run op by op; with several threads on a busy 2-core machine each op waits for its
 # threads far longer than it computes.
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: thread hand-offs cost more than the ops. Restored after each test so the
+    heavy parity tests elsewhere in the session keep every core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
