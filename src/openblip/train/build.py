@@ -38,9 +38,11 @@ def model_config(sec: ModelSection) -> BlipConfig:
     )
     text = dataclasses.replace(cfg.text, dropout=sec.dropout, **_sizes(sec.text))
     if sec.text_init is TextInit.MINILM:
-        if _sizes(sec.text):
-            raise ValueError("model.text size overrides conflict with text_init = 'minilm' (MiniLM fixes them)")
-        text = minilm_text_config(text)
+        fixed = set(_sizes(sec.text)) - {"depth"}
+        if fixed:
+            key = sorted(fixed)[0]
+            raise ValueError(f"model.text.{key} conflicts with text_init = 'minilm' (only depth may change)")
+        text = minilm_text_config(text, depth=sec.text.depth)
     if sec.image_size % vision.patch_size:
         raise ValueError(f"model.image_size {sec.image_size} is not a multiple of the patch size {vision.patch_size}")
     return cfg.replace(vision=vision, text=text)

