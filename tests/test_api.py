@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ from PIL import Image
 import openblip
 from openblip.api import BlipPipeline, caption_config, resolve_device, resolve_dtype
 from openblip.checkpoint_io import save_pretrained
-from openblip.config import preset
 from openblip.image import ImageError
 from openblip.model.blip import Blip
 from openblip.tasks.index import IndexKind, RetrievalIndexError
@@ -22,35 +22,16 @@ from openblip.tasks.match import match_images_texts
 from openblip.tasks.retrieval import SearchOptions
 from openblip.tokenizer import Tokenizer
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: thread hand-offs cost more than the ops. Restored after each test so the
-    heavy parity tests elsewhere in the session keep every core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _tiny(layout: str, seed: int) -> Blip:
-    torch.manual_seed(seed)
-    model = Blip(preset("tiny", layout)).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Callable[[str, int], Blip]) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
     tok = Tokenizer.default()
     return {
-        "full": save_pretrained(_tiny("full", 0), tok, root / "full"),
-        "vqa": save_pretrained(_tiny("vqa", 1), tok, root / "vqa"),
+        "full": save_pretrained(tiny_blip("full", 0), tok, root / "full"),
+        "vqa": save_pretrained(tiny_blip("vqa", 1), tok, root / "vqa"),
     }
 
 

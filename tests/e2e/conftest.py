@@ -9,40 +9,23 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from openblip.checkpoint_io import export_hf, save_pretrained
-from openblip.config import preset
 from openblip.model.blip import Blip
 from openblip.tokenizer import Tokenizer
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: thread hand-offs cost more than the ops. Restored after each test so the
-    heavy parity tests elsewhere in the session keep every core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _tiny(layout: str, seed: int) -> Blip:
-    torch.manual_seed(seed)
-    model = Blip(preset("tiny", layout)).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """In-process CLI runs use tiny models (tests/conftest.py)."""
 
 
 @dataclass
@@ -58,12 +41,12 @@ class Result:
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Callable[[str, int], Blip]) -> dict[str, str]:
     root = tmp_path_factory.mktemp("e2e_models")
     tok = Tokenizer.default()
     return {
-        "full": str(save_pretrained(_tiny("full", 0), tok, root / "full")),
-        "vqa": str(export_hf(_tiny("vqa", 1), tok, root / "vqa_hf")),  # the transformers loading path
+        "full": str(save_pretrained(tiny_blip("full", 0), tok, root / "full")),
+        "vqa": str(export_hf(tiny_blip("vqa", 1), tok, root / "vqa_hf")),  # the transformers loading path
     }
 
 
