@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
+from openblip.limits import DEFAULT_MAX_PIXELS  # re-exported: the CLI reads it without torch
+
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
@@ -35,9 +37,6 @@ __all__ = [
     "preprocess",
     "train_transform",
 ]
-
-# Same as PIL's own Image.MAX_IMAGE_PIXELS default (1024 * 1024 * 1024 // 4 // 3).
-DEFAULT_MAX_PIXELS = 89_478_485
 
 # OpenAI CLIP statistics, used by BLIP for every task (original data/__init__.py).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

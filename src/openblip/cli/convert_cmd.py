@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from openblip.checkpoint_io import CheckpointError, export_hf, layout_name, load_model, save_pretrained
 from openblip.cli import UsageError
-from openblip.convert.fetch import SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,10 @@ def _check(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: they load torch, which `openblip --help` does not need
+    from openblip.checkpoint_io import CheckpointError, export_hf, layout_name, load_model, save_pretrained
+    from openblip.convert.fetch import SourceUnavailable
+
     out = _check(args)
     start = time.perf_counter()
     try:

@@ -18,11 +18,12 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
-
-from tqdm import tqdm
+from typing import IO, TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
+
+if TYPE_CHECKING:  # imported when a bar is made: `openblip --help` does not need it
+    from tqdm import tqdm
 
 Record = dict[str, Any]
 OUTPUT_FORMATS = (".jsonl", ".parquet", ".csv")
@@ -153,4 +154,6 @@ def _write_csv(path: str, rows: Sequence[Record]) -> None:
 
 def progress_bar(total: int, desc: str) -> tqdm:
     """A tqdm bar on stderr (update it per batch), shown only when stderr is a terminal."""
+    from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), unit="item")
