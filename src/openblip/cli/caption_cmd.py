@@ -14,25 +14,20 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    add_command,
     add_model_arguments,
     add_run_arguments,
-    batches,
-    check_batch_size,
+    check_run_arguments,
     images_of,
-    load_items,
+    item_batches,
     load_pipeline,
     require,
 )
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar
+from openblip.cli.io import RecordWriter, expand_inputs
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "caption",
-        help="caption images",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "caption", "caption images", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
     add_model_arguments(p)
     g = p.add_argument_group("decoding")
@@ -58,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from openblip.tasks.caption import caption_images
     from openblip.tasks.inputs import require_caption_decoder
 
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     if args.sample and args.num_beams not in (None, 1):
         raise UsageError("--num-beams and --sample exclude each other")
     if args.num_captions < 1:
@@ -84,9 +78,8 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(require_caption_decoder, pipe.model)
-    with RecordWriter(args.output) as out, progress_bar(len(names), "caption") as bar:
-        for batch in batches(names, args.batch_size):
-            items = load_items(pipe, batch)
+    with RecordWriter(args.output) as out:
+        for items in item_batches(pipe, names, args.batch_size, "caption"):
             try:
                 caps = caption_images(
                     pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), cfg, args.prompt
@@ -103,5 +96,4 @@ def run(args: argparse.Namespace) -> int:
                     out.write({"image": it.name, "caption": texts[0]})
                 else:
                     out.write({"image": it.name, "captions": texts})
-            bar.update(len(batch))
     return out.exit_code

@@ -15,23 +15,20 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    add_command,
     add_model_arguments,
     add_run_arguments,
-    batches,
-    check_batch_size,
+    check_run_arguments,
     images_of,
-    load_items,
+    item_batches,
     load_pipeline,
     require,
 )
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "classify", help="zero-shot image classification", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "classify", "zero-shot image classification", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="comma-separated labels")
@@ -48,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from openblip.tasks.classify import classify_images, prepare_labels
     from openblip.tasks.inputs import require_heads
 
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     if args.top_k < 1 or args.rerank < 0:
         raise UsageError("--top-k must be >= 1 and --rerank >= 0")
     if "{}" not in args.template:
@@ -64,9 +60,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "zero-shot classification"), pipe.model)
     label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
-    with RecordWriter(args.output) as out, progress_bar(len(names), "classify") as bar:
-        for batch in batches(names, args.batch_size):
-            items = load_items(pipe, batch)
+    with RecordWriter(args.output) as out:
+        for items in item_batches(pipe, names, args.batch_size, "classify"):
             pixels = pipe.preprocess(images_of(items))
             results = iter(
                 classify_images(pipe.model, pipe.tokenizer, pixels, label_set, top_k=args.top_k, rerank=args.rerank)
@@ -85,5 +80,4 @@ def run(args: argparse.Namespace) -> int:
                         "probabilities": [s.probability for s in top],
                     }
                 )
-            bar.update(len(batch))
     return out.exit_code

@@ -1,6 +1,10 @@
 """Arguments and plumbing shared by the inference commands (caption, vqa, match, index,
 search, classify): model loading with usage errors for unusable models, per-item image loading
-that turns a bad image into its own error record, and batching."""
+that turns a bad image into its own error record, and batching.
+
+Nothing here imports torch, PIL or the models at module level: every command module imports
+this one to build its parser, and `openblip --help` should not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,27 @@ import argparse
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
-from openblip.image import DEFAULT_MAX_PIXELS, ImageError
+from openblip.cli.io import check_output, progress_bar
+from openblip.limits import DEFAULT_MAX_PIXELS
 
 MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
 
 if TYPE_CHECKING:  # the API module imports torch and the models: loaded when a command runs
+    from PIL import Image
+
     from openblip.api import BlipPipeline
     from openblip.model.blip import Blip
+
+
+def add_command(subparsers: Any, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
+    """A subcommand's parser: `summary` in `openblip --help`, the module docstring `doc` as its
+    description with its line breaks kept."""
+    return subparsers.add_parser(
+        name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -62,7 +75,10 @@ def max_pixels(args: argparse.Namespace) -> int:
     return int(value)
 
 
-def check_batch_size(args: argparse.Namespace) -> None:
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """Refuse a bad --output or --batch-size before any work is done (--max-pixels is checked
+    when the model is loaded)."""
+    check_output(args.output)
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
 
@@ -105,6 +121,8 @@ class Item:
 
 def load_items(pipeline: BlipPipeline, names: Sequence[str]) -> list[Item]:
     """Open and validate each image; a failure is recorded on its item, never raised."""
+    from openblip.image import ImageError
+
     items = []
     for name in names:
         try:
@@ -124,3 +142,12 @@ def images_of(items: Sequence[Item]) -> list[Image.Image]:
 def batches(names: Sequence[str], size: int) -> Iterator[list[str]]:
     for lo in range(0, len(names), size):
         yield list(names[lo : lo + size])
+
+
+def item_batches(pipeline: BlipPipeline, names: Sequence[str], size: int, desc: str) -> Iterator[list[Item]]:
+    """The items of `names`, loaded `size` at a time (load_items), behind a progress bar on
+    stderr that advances once the caller is done with each batch."""
+    with progress_bar(len(names), desc) as bar:
+        for batch in batches(names, size):
+            yield load_items(pipeline, batch)
+            bar.update(len(batch))

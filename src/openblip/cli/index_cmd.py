@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    add_command,
     add_model_arguments,
     add_run_arguments,
     batches,
-    check_batch_size,
+    check_run_arguments,
     images_of,
     load_items,
     load_pipeline,
     require,
 )
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+from openblip.cli.io import RecordWriter, expand_inputs, progress_bar, read_list
 
 if TYPE_CHECKING:
     from openblip.api import BlipPipeline
@@ -35,10 +36,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "index", help="build or extend a retrieval index", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "index", "build or extend a retrieval index", __doc__)
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (created when missing)")
     p.add_argument("--texts", metavar="FILE", help="index these texts (one per line or a JSON list) instead of images")
@@ -83,8 +81,7 @@ def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[Bli
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     if args.texts and args.images:
         raise UsageError("give images or --texts, not both")
     if not args.texts and not args.images:

@@ -13,23 +13,20 @@ import argparse
 from typing import Any
 
 from openblip.cli.common import (
+    add_command,
     add_model_arguments,
     add_run_arguments,
-    batches,
-    check_batch_size,
+    check_run_arguments,
     images_of,
-    load_items,
+    item_batches,
     load_pipeline,
     require,
 )
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "match", help="image-text matching scores (ITM, ITC)", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "match", "image-text matching scores (ITM, ITC)", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
     texts = p.add_mutually_exclusive_group(required=True)
     texts.add_argument("--text", action="append", help="a text (repeat for several)")
@@ -43,15 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from openblip.tasks.inputs import require_heads
     from openblip.tasks.match import match_images_texts
 
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "image-text matching"), pipe.model)
-    with RecordWriter(args.output) as out, progress_bar(len(names), "match") as bar:
-        for batch in batches(names, args.batch_size):
-            items = load_items(pipe, batch)
+    with RecordWriter(args.output) as out:
+        for items in item_batches(pipe, names, args.batch_size, "match"):
             scores = match_images_texts(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), texts)
             row = 0
             for it in items:
@@ -63,5 +58,4 @@ def run(args: argparse.Namespace) -> int:
                         out.write({"image": it.name, "text": t, "itm_score": itm, "itc_score": itc})
                 if it.error is None:
                     row += 1
-            bar.update(len(batch))
     return out.exit_code

@@ -19,19 +19,23 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
-from openblip.cli.common import add_model_arguments, add_run_arguments, check_batch_size, images_of, load_items
+from openblip.cli.common import (
+    add_command,
+    add_model_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    images_of,
+    item_batches,
+)
 from openblip.cli.index_cmd import open_for_model
-from openblip.cli.io import RecordWriter, check_output, progress_bar
+from openblip.cli.io import RecordWriter
 
 if TYPE_CHECKING:
     from openblip.tasks.retrieval import Hit
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "search", help="search a retrieval index", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "search", "search a retrieval index", __doc__)
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (openblip index)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", action="append", help="find images for this text (repeatable)")
@@ -63,8 +67,7 @@ def _result(query: dict[str, Any], rank: int, hit: Hit, found_field: str, found:
 def run(args: argparse.Namespace) -> int:
     from openblip.tasks.retrieval import SearchOptions
 
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     if args.k < 1 or args.rerank < 0 or args.nlist < 0:
         raise UsageError("--k must be >= 1, --rerank and --nlist >= 0")
     options = SearchOptions(args.k, args.rerank, args.use_faiss, args.nlist, args.batch_size)
@@ -80,18 +83,15 @@ def run(args: argparse.Namespace) -> int:
                     for rank, h in enumerate(hits, 1):
                         out.write(_result({"text": text}, rank, h, "image", h.entry.path))
                 return out.exit_code
-            with progress_bar(len(args.image), "search") as bar:
-                for lo in range(0, len(args.image), args.batch_size):
-                    items = load_items(pipe, args.image[lo : lo + args.batch_size])
-                    good = images_of(items)
-                    results = iter(pipe.search_texts(index, good, options) if good else [])
-                    for it in items:
-                        if it.error is not None:
-                            out.write({"image": it.name, "error": it.error})
-                            continue
-                        for rank, h in enumerate(next(results), 1):
-                            out.write(_result({"image": it.name}, rank, h, "text", h.entry.text))
-                    bar.update(len(items))
+            for items in item_batches(pipe, args.image, args.batch_size, "search"):
+                good = images_of(items)
+                results = iter(pipe.search_texts(index, good, options) if good else [])
+                for it in items:
+                    if it.error is not None:
+                        out.write({"image": it.name, "error": it.error})
+                        continue
+                    for rank, h in enumerate(next(results), 1):
+                        out.write(_result({"image": it.name}, rank, h, "text", h.entry.text))
             return out.exit_code
     except ImportError as e:  # --faiss without faiss installed
         raise UsageError(str(e)) from e

@@ -15,23 +15,20 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    add_command,
     add_model_arguments,
     add_run_arguments,
-    batches,
-    check_batch_size,
+    check_run_arguments,
     images_of,
-    load_items,
+    item_batches,
     load_pipeline,
     require,
 )
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, progress_bar, read_list
+from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "vqa", help="answer questions about images", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "vqa", "answer questions about images", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
     p.add_argument("--question", action="append", required=True, help="the question (repeat for several)")
     p.add_argument("--answers", metavar="FILE", help="rank these candidate answers instead of generating")
@@ -49,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from openblip.tasks.inputs import require_vqa
     from openblip.tasks.vqa import answer_questions, clean_question, rank_answers
 
-    check_output(args.output)
-    check_batch_size(args)
+    check_run_arguments(args)
     if args.rank_k < 1:
         raise UsageError(f"--rank-k must be >= 1, got {args.rank_k}")
     try:
@@ -68,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(require_vqa, pipe.model)
-    with RecordWriter(args.output) as out, progress_bar(len(names), "vqa") as bar:
-        for batch in batches(names, args.batch_size):
-            items = load_items(pipe, batch)
+    with RecordWriter(args.output) as out:
+        for items in item_batches(pipe, names, args.batch_size, "vqa"):
             pixels = pipe.preprocess(images_of(items))
             answers: dict[int, list[str]] = {}
             for qi, (q, err) in enumerate(questions):
@@ -93,5 +88,4 @@ def run(args: argparse.Namespace) -> int:
                         out.write({"image": it.name, "question": q, "answer": answers[qi][row]})
                 if it.error is None:
                     row += 1
-            bar.update(len(batch))
     return out.exit_code

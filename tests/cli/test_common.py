@@ -1,0 +1,140 @@
+"""The helpers the inference commands share: parser building without heavy imports, run-argument
+checks, --max-pixels resolution, and batched image loading with per-item errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from openblip.cli import UsageError
+from openblip.cli.common import (
+    MAX_PIXELS_ENV,
+    add_command,
+    add_model_arguments,
+    add_run_arguments,
+    check_run_arguments,
+    images_of,
+    item_batches,
+    max_pixels,
+)
+from openblip.limits import DEFAULT_MAX_PIXELS
+from openblip.model.blip import Blip
+
+_REGISTER = """
+import argparse, importlib, json, sys
+sub = argparse.ArgumentParser().add_subparsers()
+for name in sys.argv[2:]:
+    importlib.import_module(name).register(sub)
+print(json.dumps(sorted(m for m in json.loads(sys.argv[1]) if m in sys.modules)))
+"""
+
+
+def _loaded_after_register(modules: list[str], heavy: list[str]) -> list[str]:
+    """Which of `heavy` a fresh interpreter holds after registering `modules`' parsers."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _REGISTER, json.dumps(heavy), *modules],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def test_inference_and_convert_parsers_import_nothing_heavy() -> None:
+    modules = [f"openblip.cli.{n}_cmd" for n in ("caption", "vqa", "match", "index", "search", "classify", "convert")]
+    heavy = ["torch", "transformers", "PIL", "tqdm", "safetensors", "openblip.api", "openblip.model", "openblip.image"]
+    assert _loaded_after_register(modules, heavy) == []
+
+
+def test_data_parser_does_not_import_torch() -> None:
+    assert _loaded_after_register(["openblip.cli.data_cmd"], ["torch", "transformers"]) == []
+
+
+def _parser() -> argparse.ArgumentParser:
+    sub = argparse.ArgumentParser(prog="openblip").add_subparsers()
+    p = add_command(sub, "demo", "a demo command", "`openblip demo`: first line.\n\n  indented second paragraph\n")
+    add_model_arguments(p, required=False)
+    add_run_arguments(p, batch_size=7)
+    return p
+
+
+def test_add_command_keeps_the_docstring_layout_and_the_shared_groups() -> None:
+    p = _parser()
+    text = p.format_help()
+    assert "`openblip demo`: first line.\n\n  indented second paragraph\n" in text
+    assert "model:" in text and "run:" in text and text.index("model:") < text.index("run:")
+    args = p.parse_args([])
+    assert (args.batch_size, args.device, args.dtype, args.output, args.max_pixels) == (7, "auto", "fp32", None, None)
+    assert f"${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS}" in " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output", "out.xlsx", "--batch-size", "0"], "unknown extension"),  # --output is checked first
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    ],
+)
+def test_check_run_arguments_refuses(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        check_run_arguments(_parser().parse_args(argv))
+
+
+def test_check_run_arguments_accepts_known_outputs() -> None:
+    for out in ("r.jsonl", "r.parquet", "r.CSV"):
+        check_run_arguments(_parser().parse_args(["--output", out, "--batch-size", "1"]))
+
+
+def test_max_pixels_flag_then_environment_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _parser()
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+    assert max_pixels(p.parse_args([])) == DEFAULT_MAX_PIXELS
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1234")
+    assert max_pixels(p.parse_args([])) == 1234
+    assert max_pixels(p.parse_args(["--max-pixels", "99"])) == 99
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    with pytest.raises(UsageError, match="OPENBLIP_MAX_PIXELS='lots' is not an integer"):
+        max_pixels(p.parse_args([]))
+    with pytest.raises(UsageError, match="--max-pixels must be >= 1, got 0"):
+        max_pixels(p.parse_args(["--max-pixels", "0"]))
+
+
+def _png(path: Path, seed: int, size: tuple[int, int]) -> str:
+    arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def test_item_batches_load_in_order_with_an_error_per_bad_item(
+    tmp_path: Path, tiny_blip: Callable[[str, int], Blip]
+) -> None:
+    from openblip.api import BlipPipeline
+    from openblip.checkpoint_io import LoadedModel, SourceFormat, SourceInfo
+    from openblip.tokenizer import Tokenizer
+
+    model = tiny_blip("caption", 0)
+    source = SourceInfo(SourceFormat.OPENBLIP, "tiny", tmp_path, ())
+    pipe = BlipPipeline(LoadedModel(model, Tokenizer.default(), model.cfg, source), max_pixels=40 * 40)
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    names = [
+        _png(tmp_path / "a.png", 0, (40, 30)),
+        str(tmp_path / "missing.png"),
+        _png(tmp_path / "big.png", 1, (41, 40)),  # over max_pixels
+        str(tmp_path / "notes.txt"),
+        _png(tmp_path / "b.png", 2, (20, 20)),
+    ]
+    got = list(item_batches(pipe, names, 2, "test"))
+    assert [[it.name for it in batch] for batch in got] == [names[0:2], names[2:4], names[4:5]]
+    items = [it for batch in got for it in batch]
+    assert [it.error is None for it in items] == [True, False, False, False, True]
+    for it in items[1:4]:
+        assert it.error is not None and it.name in it.error and it.image is None
+    assert "1640" in str(items[2].error)  # the pixel count that was refused
+    assert [im.size for im in images_of(items)] == [(40, 30), (20, 20)]
+    assert all(im.mode == "RGB" for im in images_of(items))
