@@ -76,6 +76,27 @@ def test_caption_accepts_paths_bytes_and_pil(blip, images) -> None:
     assert sampled == blip.caption(images[:2], sample=True, seed=5, num_captions=2, max_length=10)
 
 
+def test_batches_keep_order_across_batch_sizes(blip, images) -> None:
+    # the numbers may differ in the last bits between batch shapes; the order may not
+    whole = blip.match(images, ["a dog", "two cats"])
+    pairs = blip.match(images, ["a dog", "two cats"], batch_size=2)  # batches of 2 and 1
+    assert [(r.image, r.text) for r in pairs] == [(i, t) for i in images for t in ("a dog", "two cats")]
+    assert [(r.itm_score, r.itc_score) for r in pairs] == [pytest.approx((r.itm_score, r.itc_score)) for r in whole]
+    torch.testing.assert_close(blip.embed_images(images, batch_size=2), blip.embed_images(images))
+    one_by_one = blip.classify(images, ["dog", "cat", "car"], batch_size=1)
+    together = blip.classify(images, ["dog", "cat", "car"])
+    assert [r.image for r in one_by_one] == images
+    assert [[s.label for s in r.labels] for r in one_by_one] == [[s.label for s in r.labels] for r in together]
+    for call in (
+        lambda: blip.caption(images, batch_size=0),
+        lambda: blip.match(images, "a dog", batch_size=0),
+        lambda: blip.classify(images, ["dog", "cat"], batch_size=0),
+        lambda: blip.embed_images(images, batch_size=0),
+    ):
+        with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+            call()
+
+
 def test_caption_config_defaults() -> None:
     beam = caption_config()
     assert (beam.num_beams, beam.max_length, beam.min_length, beam.repetition_penalty) == (3, 20, 5, 1.0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +138,6 @@ def image_name(source: ImageInput, index: int) -> str:
     return f"<bytes #{index}>"
 
 
-def _chunks(n: int, size: int) -> list[range]:
-    if size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {size}")
-    return [range(lo, min(n, lo + size)) for lo in range(0, n, size)]
-
-
 def caption_config(
     *,
     sample: bool = False,
@@ -224,6 +218,15 @@ class BlipPipeline:
         """Already loaded RGB images (load_image) -> (B, 3, S, S) float32."""
         return preprocess(images, self.image_size)
 
+    def _batches(self, items: Sequence[ImageInput], batch_size: int) -> Iterator[tuple[range, torch.Tensor]]:
+        """(positions in `items`, their pixels (b, 3, S, S)) per batch of `batch_size`, in order;
+        each batch is loaded only when reached."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        for lo in range(0, len(items), batch_size):
+            chunk = range(lo, min(len(items), lo + batch_size))
+            yield chunk, self.pixels([items[i] for i in chunk])
+
     # ---- tasks -------------------------------------------------------------------------------------
     def caption(
         self,
@@ -255,8 +258,8 @@ class BlipPipeline:
         )
         items = _as_list(images)
         out: list[CaptionResult] = []
-        for chunk in _chunks(len(items), batch_size):
-            caps = caption_images(self.model, self.tokenizer, self.pixels([items[i] for i in chunk]), cfg, prompt)
+        for chunk, pixels in self._batches(items, batch_size):
+            caps = caption_images(self.model, self.tokenizer, pixels, cfg, prompt)
             out += [CaptionResult(image_name(items[i], i), tuple(c)) for i, c in zip(chunk, caps)]
         return out
 
@@ -284,8 +287,7 @@ class BlipPipeline:
             raise ValueError(f"{len(questions)} questions for {len(items)} images")
         cfg = GenerationConfig(max_length=max_length, min_length=min_length, num_beams=num_beams)
         out: list[AnswerResult] = []
-        for chunk in _chunks(len(items), batch_size):
-            pixels = self.pixels([items[i] for i in chunk])
+        for chunk, pixels in self._batches(items, batch_size):
             qs = [questions[i] for i in chunk]
             if candidates is None:
                 answers = answer_questions(self.model, self.tokenizer, pixels, qs, cfg)
@@ -308,8 +310,8 @@ class BlipPipeline:
         items = _as_list(images)
         text_list = [texts] if isinstance(texts, str) else list(texts)
         out: list[MatchResult] = []
-        for chunk in _chunks(len(items), batch_size):
-            s = match_images_texts(self.model, self.tokenizer, self.pixels([items[i] for i in chunk]), text_list)
+        for chunk, pixels in self._batches(items, batch_size):
+            s = match_images_texts(self.model, self.tokenizer, pixels, text_list)
             for b, i in enumerate(chunk):
                 out += [
                     MatchResult(image_name(items[i], i), t, float(s.itm[b, j]), float(s.itc[b, j]))
@@ -320,10 +322,7 @@ class BlipPipeline:
     def embed_images(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> torch.Tensor:
         """ITC image features (N, E), L2-normalised, float32 on the CPU."""
         items = _as_list(images)
-        parts = [
-            embed_images(self.model, self.pixels([items[i] for i in c]), batch_size)
-            for c in _chunks(len(items), batch_size)
-        ]
+        parts = [embed_images(self.model, pixels, batch_size) for _, pixels in self._batches(items, batch_size)]
         return torch.cat(parts) if parts else torch.zeros(0, self.model.cfg.embed_dim)
 
     def embed_texts(self, texts: str | Sequence[str], *, clean: bool = True, batch_size: int = 256) -> torch.Tensor:
@@ -347,8 +346,7 @@ class BlipPipeline:
         items = _as_list(images)
         label_set = prepare_labels(self.model, self.tokenizer, labels, template)
         out: list[ClassifyResult] = []
-        for chunk in _chunks(len(items), batch_size):
-            pixels = self.pixels([items[i] for i in chunk])
+        for chunk, pixels in self._batches(items, batch_size):
             res = classify_images(self.model, self.tokenizer, pixels, label_set, top_k=top_k, rerank=rerank)
             out += [ClassifyResult(image_name(items[i], i), tuple(r)) for i, r in zip(chunk, res)]
         return out
