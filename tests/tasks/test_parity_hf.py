@@ -48,18 +48,18 @@ def pixels() -> torch.Tensor:
     return torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-def _save(model: torch.nn.Module, path: Path) -> LoadedModel:
-    model.save_pretrained(path)
-    return load_model(path)
+def _pair(cls: type, sep_bias: float, path: Path) -> tuple[torch.nn.Module, LoadedModel]:
+    """A random transformers model of class `cls` (_randomise), and ours read from its save_pretrained at `path`."""
+    torch.manual_seed(0)
+    hf = cls(transformers.BlipConfig(text_config=TEXT, vision_config=VISION)).eval()
+    _randomise(hf, sep_bias)
+    hf.save_pretrained(path)
+    return hf, load_model(path)
 
 
 @pytest.fixture(scope="module")
 def caption_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, LoadedModel]:
-    cfg = transformers.BlipConfig(text_config=TEXT, vision_config=VISION)
-    torch.manual_seed(0)
-    hf = transformers.BlipForConditionalGeneration(cfg).eval()
-    _randomise(hf, sep_bias=6.0)
-    return hf, _save(hf, tmp_path_factory.mktemp("hf_caption"))
+    return _pair(transformers.BlipForConditionalGeneration, 6.0, tmp_path_factory.mktemp("hf_caption"))
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])
@@ -92,11 +92,7 @@ def test_caption_lengths_vary(caption_pair, pixels) -> None:
 
 @pytest.fixture(scope="module")
 def vqa_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, LoadedModel]:
-    cfg = transformers.BlipConfig(text_config=TEXT, vision_config=VISION)
-    torch.manual_seed(0)
-    hf = transformers.BlipForQuestionAnswering(cfg).eval()
-    _randomise(hf, sep_bias=4.0)
-    return hf, _save(hf, tmp_path_factory.mktemp("hf_vqa"))
+    return _pair(transformers.BlipForQuestionAnswering, 4.0, tmp_path_factory.mktemp("hf_vqa"))
 
 
 def test_vqa_generate_ids_match_transformers(vqa_pair, pixels) -> None:
