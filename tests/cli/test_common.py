@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -105,9 +104,8 @@ def test_max_pixels_flag_then_environment_then_default(monkeypatch: pytest.Monke
         max_pixels(p.parse_args(["--max-pixels", "0"]))
 
 
-def _png(path: Path, seed: int, size: tuple[int, int]) -> str:
-    arr = np.random.default_rng(seed).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path)
+def _png(path: Path, size: tuple[int, int]) -> str:
+    Image.new("RGB", size, (200, 30, 60)).save(path)
     return str(path)
 
 
@@ -123,11 +121,11 @@ def test_item_batches_load_in_order_with_an_error_per_bad_item(
     pipe = BlipPipeline(LoadedModel(model, Tokenizer.default(), model.cfg, source), max_pixels=40 * 40)
     (tmp_path / "notes.txt").write_text("not an image\n")
     names = [
-        _png(tmp_path / "a.png", 0, (40, 30)),
+        _png(tmp_path / "a.png", (40, 30)),
         str(tmp_path / "missing.png"),
-        _png(tmp_path / "big.png", 1, (41, 40)),  # over max_pixels
+        _png(tmp_path / "big.png", (41, 40)),  # over max_pixels
         str(tmp_path / "notes.txt"),
-        _png(tmp_path / "b.png", 2, (20, 20)),
+        _png(tmp_path / "b.png", (20, 20)),
     ]
     got = list(item_batches(pipe, names, 2, "test"))
     assert [[it.name for it in batch] for batch in got] == [names[0:2], names[2:4], names[4:5]]
