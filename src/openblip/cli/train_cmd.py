@@ -11,6 +11,7 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.train.config import ConfigError, load_config
+from openblip.train.distributed import shutdown
 from openblip.train.loop import train
 
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, resume=args.resume)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from e
+    finally:
+        shutdown()
     if result.model_dir is not None:
         summary = {
             "run_dir": str(result.run_dir),

@@ -34,7 +34,11 @@ def model_config(sec: ModelSection) -> BlipConfig:
     """The BlipConfig of a model section: preset, then sizes, image size, dropout, text init."""
     cfg = preset(sec.arch, sec.layout, embed_dim=sec.embed_dim)
     vision = dataclasses.replace(
-        cfg.vision, image_size=sec.image_size, drop_path=sec.drop_path, **_sizes(sec.vision)
+        cfg.vision,
+        image_size=sec.image_size,
+        drop_path=sec.drop_path,
+        patch_size=sec.patch_size or cfg.vision.patch_size,
+        **_sizes(sec.vision),
     )
     text = dataclasses.replace(cfg.text, dropout=sec.dropout, **_sizes(sec.text))
     if sec.text_init is TextInit.MINILM:

@@ -66,6 +66,7 @@ class ModelSection:
     arch: str = "base"  # config.VISION_PRESETS / TEXT_PRESETS name
     layout: str = "pretrain"  # config.LAYOUTS name: which components the model holds
     image_size: int = 224
+    patch_size: int = 0  # ViT patch side; 0 keeps the preset's (16)
     vision: SizeOverrides = field(default_factory=SizeOverrides)
     text: SizeOverrides = field(default_factory=SizeOverrides)
     embed_dim: int = 256  # ITC projection width

@@ -49,10 +49,10 @@ class MomentumEncoders(nn.Module):
 
     @torch.no_grad()
     def update(self, model: Blip) -> None:
-        """p_m <- m * p_m + (1 - m) * p, for every parameter (the original `_momentum_update`)."""
+        """p_m <- m * p_m + (1 - m) * p, for every parameter (the original `_momentum_update`),
+        as one lerp pass: p_m + (1 - m) * (p - p_m)."""
         mine, theirs = self._pairs(model)
-        torch._foreach_mul_(mine, self.momentum)
-        torch._foreach_add_(mine, theirs, alpha=1.0 - self.momentum)
+        torch._foreach_lerp_(mine, theirs, 1.0 - self.momentum)
 
     @torch.no_grad()
     def copy_from(self, model: Blip) -> None:
