@@ -48,11 +48,14 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _train(tmp_path: Path, scenes: Path, layout: str, kind: str, capsys: pytest.CaptureFixture[str]) -> Path:
+def _train(
+    tmp_path: Path, scenes: Path, layout: str, kind: str, capsys: pytest.CaptureFixture[str], *extra: str
+) -> Path:
     config = tmp_path / f"{kind}.toml"
     config.write_text(TINY.format(layout=layout, kind=kind))
     run = tmp_path / f"run_{kind}"
-    code = main(["train", str(config), "--set", f"data.train={scenes / 'train'}", "--set", f"run.out_dir={run}"])
+    sets = ["--set", f"data.train={scenes / 'train'}", "--set", f"run.out_dir={run}", *extra]
+    code = main(["train", str(config), *sets])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["steps"] == 2 and Path(summary["model"]).is_dir()
@@ -85,8 +88,11 @@ def test_vqa_train_and_eval(tmp_path: Path, scenes: Path, capsys: pytest.Capture
     assert m["questions"] > 4 and 0.0 <= m["exact_match"] <= 100.0
 
 
-def test_caption_finetune_runs(tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _train(tmp_path, scenes, "caption", "caption", capsys)
+def test_caption_finetune_runs_with_cpu_bf16_autocast(
+    tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bf16 = ["--set", "run.precision=bf16", "--set", "run.cpu_autocast=true"]
+    _train(tmp_path, scenes, "caption", "caption", capsys, *bf16)
 
 
 def test_usage_errors_exit_2(tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,4 +103,7 @@ def test_usage_errors_exit_2(tmp_path: Path, scenes: Path, capsys: pytest.Captur
     data = f"data.train={scenes / 'train'}"
     assert main(["train", str(config), "--set", "objective.queue_size=6", "--set", data]) == 2
     assert "queue_size 6 must be a multiple" in capsys.readouterr().err
+    short = ["--set", data, "--set", "data.samples_per_epoch=40", "--set", f"run.out_dir={tmp_path / 'r'}"]
+    assert main(["train", str(config), *short]) == 2
+    assert "ran out of samples in epoch 0" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path / "none"), "--data", str(scenes / "test"), "--task", "vqa"]) == 2

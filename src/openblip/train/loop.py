@@ -235,7 +235,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
                 info_progress = position.step / steps_per_epoch
                 losses: dict[str, torch.Tensor] = {}
                 for k in range(cfg.run.accumulation):
-                    batch = next(it).to(env.device)
+                    batch = _next_batch(it, position, cfg.data.train).to(env.device)
                     window_images += len(batch) * env.world_size
                     sync = k == cfg.run.accumulation - 1 or not env.distributed
                     ctx = contextlib.nullcontext() if sync else wrapped.no_sync()  # type: ignore[operator]
@@ -299,6 +299,16 @@ def _epoch_iter(
         cfg.data.train, builder, position.epoch, position.offset, left, env.rank, env.world_size
     )
     return iter(epoch_loader(dataset, cfg.data.num_workers))
+
+
+def _next_batch(it: Iterator[Batch], position: C.DataPosition, source: str) -> Batch:
+    try:
+        return next(it)
+    except StopIteration:
+        raise ValueError(
+            f"{source} ran out of samples in epoch {position.epoch} (at sample {position.offset}); "
+            "data.samples_per_epoch is larger than the data, or samples were skipped as unreadable"
+        ) from None
 
 
 def export_model(objective: Objective, tokenizer: Tokenizer, directory: Path) -> Path:
