@@ -54,7 +54,9 @@ def decoder_lm_loss(
     """Mean label-smoothed LM loss of the [DEC] decoder, equal to `lm_loss(model.decoder_logits(...))`
     but with the vocabulary projection run only at scored positions: padding and prompt tokens
     never reach the (tokens x 30524) LM head, the largest matrix of a training step."""
-    decoder = model._decoder()
+    decoder = model.text_decoder
+    if decoder is None:
+        raise ValueError("the LM objective needs a model with a text decoder")
     hidden = decoder.transformer(with_first_token(ids, DEC_TOKEN_ID), mask, context)  # (B, L, D)
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = targets != L.IGNORE
