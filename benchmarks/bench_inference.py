@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from openblip.checkpoint_io import build_model  # noqa: E402
-from openblip.convert import hf as hf_convert  # noqa: E402
-from openblip.model import Blip  # noqa: E402
-from openblip.model.generate import GenerationConfig, generate  # noqa: E402
+from openblip.checkpoint_io import build_model
+from openblip.convert import hf as hf_convert
+from openblip.model import Blip
+from openblip.model.generate import GenerationConfig, generate
 
 NEW_TOKENS = 20
 
@@ -82,16 +82,19 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of figures to skip, e.g. nucleus,vqa")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipForImageTextRetrieval
-    from transformers import BlipForQuestionAnswering
-
     import transformers
+    from transformers import (
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipForImageTextRetrieval,
+        BlipForQuestionAnswering,
+    )
 
     dev, dtype, bs = a.device, getattr(torch, a.dtype), a.bs
     skip = set(filter(None, a.skip.split(",")))
     res: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name() if dev == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
@@ -160,7 +163,7 @@ def main() -> None:
                                 min_new_tokens=NEW_TOKENS, repetition_penalty=1.0),
             lambda: our_caption(GenerationConfig(do_sample=True, top_p=0.9, top_k=50, seed=0, **forced)),
         )
-        del hf, ours, vision
+        hf = ours = vision = None  # free before the next model
         hf_itm = BlipForImageTextRetrieval(cfg).to(dev, dtype).eval()
         ours = ours_from(hf_itm, dev, dtype)
         vision = torch.compile(ours.visual_encoder) if a.compile else ours.visual_encoder
@@ -173,7 +176,7 @@ def main() -> None:
         record("itc", "pairs/s",
                lambda: hf_itm(input_ids=itc_ids, attention_mask=mask, pixel_values=px, use_itm_head=False),
                lambda: ours.itc_similarity(ours.image_embed(vision(px)), ours.text_embed(itc_ids, mask)))
-        del hf_itm, ours, vision
+        hf_itm = ours = vision = None  # type: ignore[assignment]
         hf_vqa = BlipForQuestionAnswering(cfg).to(dev, dtype).eval()
         ours = ours_from(hf_vqa, dev, dtype)
         vision = torch.compile(ours.visual_encoder) if a.compile else ours.visual_encoder

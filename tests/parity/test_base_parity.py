@@ -92,3 +92,29 @@ def test_base_vqa_480_and_384() -> None:
         their_q = hf.text_encoder(input_ids=x.enc_ids, attention_mask=x.mask, encoder_hidden_states=theirs)
     assert_close(image, theirs, "base vqa 384 (resized from 480) vision")
     assert_close(q, their_q.last_hidden_state, "base vqa 384 (resized from 480) question states")
+
+
+def _until_sep(rows: list[list[int]]) -> list[list[int]]:
+    """transformers pads beam outputs with the eos id, we with the pad id: compare up to [SEP]."""
+    return [r[: r.index(102) + 1] if 102 in r else [t for t in r if t != 0] for r in rows]
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_base_generated_ids_identical(num_beams: int) -> None:
+    """Greedy and 3-beam ids at the released size, with the captioning prompt, equal transformers'."""
+    from openblip.model.generate import GenerationConfig, generate
+
+    hf = make_hf(BlipForConditionalGeneration, hf_config(base=True, image_size=384), 37)
+    ours = _ours(hf)
+    assert ours.text_decoder is not None
+    x = inputs(384, seed=5)
+    prompt = torch.tensor([30522, 1037, 3861, 1997])  # [DEC] a picture of
+    with torch.inference_mode():
+        ref = hf.generate(
+            pixel_values=x.pixels, input_ids=torch.cat([prompt, torch.tensor([102])])[None].repeat(2, 1),
+            max_length=20, min_length=5, num_beams=num_beams, do_sample=False,
+        )
+        got = generate(ours.text_decoder, ours.encode_image(x.pixels), prompt,
+                       GenerationConfig(max_length=20, min_length=5, num_beams=num_beams)).sequences
+    assert _until_sep(got.tolist()) == _until_sep(ref.tolist())
+    assert got.shape[1] > 6  # something was generated beyond the prompt

@@ -60,13 +60,82 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * hd)
 
 
+# Rows at or below which a CPU fp32 inference matmul goes through oneDNN with a prepacked weight:
+# for decoding (a few rows per step) MKL's default GEMM streams the weight at a third of the memory
+# bandwidth oneDNN reaches; for large inputs (the vision encoder) both are compute-bound and equal.
+SMALL_ROWS = 64
+_onednn_failed = False
+
+
+class PackedWeight:
+    """A oneDNN-reordered copy of a weight for small-batch CPU inference (not in state_dict),
+    rebuilt whenever the weight's storage, version (in-place updates) or shape changes."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int, tuple[int, ...]] | None = None
+        self.packed: torch.Tensor | None = None
+
+    # A cache: copies and pickles start empty (oneDNN tensors have no storage to copy).
+    def __deepcopy__(self, memo: dict[int, object]) -> PackedWeight:
+        return PackedWeight()
+
+    def __getstate__(self) -> dict[str, object]:
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def get(self, weight: torch.Tensor) -> torch.Tensor:
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+        if key != self.key or self.packed is None:
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+            self.key = key
+        return self.packed
+
+
+def small_batch_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight
+) -> torch.Tensor:
+    """F.linear, with the oneDNN small-batch path on CPU fp32 inference (same result up to float
+    summation order)."""
+    global _onednn_failed
+    if (
+        _onednn_failed
+        or torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or x.numel() > SMALL_ROWS * x.shape[-1]
+        or not torch.backends.mkldnn.is_available()
+    ):
+        return F.linear(x, weight, bias)
+    try:
+        flat = x.reshape(-1, x.shape[-1]).contiguous()
+        out = torch.ops.mkldnn._linear_pointwise(flat, packed.get(weight), bias, "none", [], "")
+    except (RuntimeError, AttributeError):  # a torch build without these oneDNN ops
+        _onednn_failed = True
+        return F.linear(x, weight, bias)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state_dict) with the small-batch CPU inference path."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias)
+        self._packed = PackedWeight()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return small_batch_linear(x, self.weight, self.bias, self._packed)
+
+
 class Mlp(nn.Module):
     """fc1 -> exact GELU -> fc2 (both originals use the erf GELU, never the tanh approximation)."""
 
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(width, hidden)
-        self.fc2 = nn.Linear(hidden, width)
+        self.fc1 = Linear(width, hidden)
+        self.fc2 = Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))

@@ -20,7 +20,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openblip.config import TextConfig
-from openblip.model.layers import MASK_VALUE, Mlp, merge_heads, padding_bias, sdpa, split_heads
+from openblip.model.layers import (
+    MASK_VALUE,
+    Linear,
+    Mlp,
+    PackedWeight,
+    merge_heads,
+    padding_bias,
+    sdpa,
+    small_batch_linear,
+    split_heads,
+)
 
 
 class KVCache:
@@ -100,10 +110,10 @@ class ResidualAttention(nn.Module):
         super().__init__()
         kv_in = cfg.width if context_width is None else context_width
         self.heads = cfg.heads
-        self.query = nn.Linear(cfg.width, cfg.width)
-        self.key = nn.Linear(kv_in, cfg.width)
-        self.value = nn.Linear(kv_in, cfg.width)
-        self.out = nn.Linear(cfg.width, cfg.width)
+        self.query = Linear(cfg.width, cfg.width)
+        self.key = Linear(kv_in, cfg.width)
+        self.value = Linear(kv_in, cfg.width)
+        self.out = Linear(cfg.width, cfg.width)
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.dropout = cfg.dropout
 
@@ -306,12 +316,14 @@ class LMHead(nn.Module):
 
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(cfg.width, cfg.width)
+        self.dense = Linear(cfg.width, cfg.width)
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self._packed_embeddings = PackedWeight()
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-        return F.linear(self.norm(F.gelu(self.dense(hidden))), word_embeddings, self.bias)
+        h = self.norm(F.gelu(self.dense(hidden)))
+        return small_batch_linear(h, word_embeddings, self.bias, self._packed_embeddings)
 
 
 class TextDecoder(nn.Module):
