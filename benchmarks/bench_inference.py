@@ -150,6 +150,15 @@ def main() -> None:
         res["caption_tokens"] = int(o_ids.shape[1])
 
         record("vision", "img/s", lambda: hf.vision_model(pixel_values=px), lambda: vision(px))
+        # one decoder step: a 30-token teacher-forced decoder pass over fixed image tokens
+        dec_ids = ids.clone()
+        dec_ids[:, 0] = 30522
+        tokens = our_img.detach()
+        record(
+            "decoder_30tok", "seq/s",
+            lambda: hf.text_decoder(input_ids=dec_ids, attention_mask=mask, encoder_hidden_states=tokens),
+            lambda: ours.text_decoder(dec_ids, mask, tokens),  # type: ignore[misc]
+        )
         for beams in (1, 3):
             record(
                 f"caption_beam{beams}", "img/s",
