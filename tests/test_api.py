@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import openblip
-from openblip.api import BlipPipeline, caption_config, resolve_device, resolve_dtype
+from openblip.api import BlipPipeline, caption_config
 from openblip.checkpoint_io import save_pretrained
+from openblip.device import resolve_device, resolve_dtype
 from openblip.image import ImageError
 from openblip.model.blip import Blip
 from openblip.tasks.index import IndexKind, RetrievalIndexError

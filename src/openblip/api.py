@@ -17,18 +17,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from openblip.checkpoint_io import LoadedModel, SourceInfo, load_model
+from openblip.device import resolve_device, resolve_dtype
 from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preprocess
 from openblip.model.blip import Blip
 from openblip.model.generate import GenerationConfig
-from openblip.tasks.caption import DEFAULT_PROMPT, Caption, caption_images
-from openblip.tasks.classify import DEFAULT_TEMPLATE, LabelScore, classify_images, prepare_labels
+from openblip.results import AnswerResult, CaptionResult, ClassifyResult, MatchResult
+from openblip.tasks.caption import DEFAULT_PROMPT, caption_images
+from openblip.tasks.classify import DEFAULT_TEMPLATE, classify_images, prepare_labels
 from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, ModelIdentity, model_fingerprint
 from openblip.tasks.inputs import embed_images, embed_texts
 from openblip.tasks.match import match_images_texts
@@ -39,89 +40,6 @@ from openblip.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 ImageInput = ImageSource  # path, bytes or PIL.Image.Image
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
-
-
-# ---- results --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CaptionResult:
-    image: str  # the path, or "<bytes #i>" / "<image #i>"
-    captions: tuple[Caption, ...]  # best first
-
-    @property
-    def caption(self) -> str:
-        return self.captions[0].text
-
-
-@dataclass(frozen=True)
-class AnswerResult:
-    image: str
-    question: str  # as given
-    answer: str
-    score: float  # generation: beam score; ranking: -(label-smoothed summed CE)
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    image: str
-    text: str
-    itm_score: float  # ITM probability of match
-    itc_score: float  # ITC cosine similarity
-
-
-@dataclass(frozen=True)
-class ClassifyResult:
-    image: str
-    labels: tuple[LabelScore, ...]  # best first
-
-    @property
-    def label(self) -> str:
-        return self.labels[0].label
-
-
-# ---- device and dtype -----------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto": cuda if available, else mps, else cpu."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """None: float32. fp16 on the CPU falls back to float32 with a warning (CPU half-precision
-    kernels are slow and partly missing); bf16 on the CPU is allowed."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r} (use fp32, bf16 or fp16)")
-        dtype = DTYPES[dtype]
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise ValueError(f"unsupported dtype {dtype} (use float32, bfloat16 or float16)")
-    if dtype == torch.float16 and device.type == "cpu":
-        log.warning("fp16 is not supported on the CPU; running in fp32 (bf16 is available on the CPU)")
-        return torch.float32
-    return dtype
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
