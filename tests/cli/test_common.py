@@ -51,8 +51,9 @@ def test_inference_and_convert_parsers_import_nothing_heavy() -> None:
     assert _loaded_after_register(modules, heavy) == []
 
 
-def test_data_parser_does_not_import_torch() -> None:
-    assert _loaded_after_register(["openblip.cli.data_cmd"], ["torch", "transformers"]) == []
+def test_data_train_and_eval_parsers_do_not_import_torch() -> None:
+    modules = ["openblip.cli.data_cmd", "openblip.cli.train_cmd", "openblip.cli.eval_cmd"]
+    assert _loaded_after_register(modules, ["torch", "transformers", "openblip.train.loop"]) == []
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,12 +8,7 @@ import json
 import sys
 from typing import Any
 
-import torch
-
-from openblip.checkpoint_io import CheckpointError, load_model
 from openblip.cli import UsageError
-from openblip.model.generate import GenerationConfig
-from openblip.train.evaluate import caption_eval, load_eval_items, retrieval_eval, vqa_eval
 
 TASKS = ("retrieval", "caption", "vqa")
 
@@ -36,15 +31,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--min-length", type=int, default=5)
     parser.add_argument("--prompt", default="a picture of ", help="caption: decoder prompt")
     parser.add_argument("--captions", action="store_true", help="caption: include the generated captions")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy imports here, so that building the parser (`openblip --help`) does not load torch
+    from openblip.checkpoint_io import CheckpointError, load_model
+    from openblip.device import resolve_device
+    from openblip.model.generate import GenerationConfig
+    from openblip.train.evaluate import caption_eval, load_eval_items, retrieval_eval, vqa_eval
+
     if args.limit < 0 or args.batch_size < 1 or args.k_test < 1 or args.beams < 1:
         raise UsageError("--limit must be >= 0; --batch-size, --k-test and --beams >= 1")
     try:
-        loaded = load_model(args.model, device=args.device, image_size=args.image_size or None)
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    try:
+        loaded = load_model(args.model, device=device, image_size=args.image_size or None)
     except (CheckpointError, FileNotFoundError) as e:
         raise UsageError(f"cannot load --model {args.model}: {e}") from e
     try:

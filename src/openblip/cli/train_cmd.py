@@ -10,9 +10,6 @@ import json
 from typing import Any
 
 from openblip.cli import UsageError
-from openblip.train.config import ConfigError, load_config
-from openblip.train.distributed import shutdown
-from openblip.train.loop import train
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +33,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy imports here, so that building the parser (`openblip --help`) does not load torch
+    from openblip.train.config import ConfigError, load_config
+    from openblip.train.distributed import shutdown
+    from openblip.train.loop import train
+
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
