@@ -5,6 +5,7 @@ import pickle
 
 import torch
 
+from openblip.model import layers
 from openblip.model.layers import Linear
 
 
@@ -35,3 +36,17 @@ def test_packed_cache_survives_copy_and_pickle() -> None:
     with torch.inference_mode():
         torch.testing.assert_close(clone(x), lin(x))
         torch.testing.assert_close(again(x), lin(x))
+
+
+def test_model_built_in_inference_mode_takes_the_onednn_path() -> None:
+    # Inference tensors carry no version counter; the packed-weight cache must not trip on it
+    # (it once did, silently disabling the fast path for every model built under inference_mode).
+    if not torch.backends.mkldnn.is_available():
+        return
+    with torch.inference_mode():
+        lin = Linear(32, 24)
+        x = torch.randn(4, 32)
+        got = lin(x)
+        assert lin._packed.packed is not None
+        assert not layers._onednn_failed
+        torch.testing.assert_close(got, torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-5, rtol=1e-5)

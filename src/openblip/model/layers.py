@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 # The original BERT fork masks with an additive -10000 (salesforce/BLIP models/med.py,
 # get_extended_attention_mask). Rows are never fully masked in BLIP, so this equals -inf masking
@@ -86,7 +90,9 @@ class PackedWeight:
         self.__init__()  # type: ignore[misc]
 
     def get(self, weight: torch.Tensor) -> torch.Tensor:
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+        # Inference tensors (a model built under torch.inference_mode) have no version counter.
+        version = 0 if weight.is_inference() else weight._version
+        key = (weight.data_ptr(), version, tuple(weight.shape))
         if key != self.key or self.packed is None:
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
             self.key = key
@@ -112,8 +118,9 @@ def small_batch_linear(
     try:
         flat = x.reshape(-1, x.shape[-1]).contiguous()
         out = torch.ops.mkldnn._linear_pointwise(flat, packed.get(weight), bias, "none", [], "")
-    except (RuntimeError, AttributeError):  # a torch build without these oneDNN ops
+    except (RuntimeError, AttributeError) as err:  # e.g. a torch build without these oneDNN ops
         _onednn_failed = True
+        log.warning("oneDNN small-batch linear unavailable (%s); using F.linear", err)
         return F.linear(x, weight, bias)
     return out.view(*x.shape[:-1], weight.shape[0])
 
