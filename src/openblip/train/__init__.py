@@ -10,7 +10,23 @@ gradient), checkpoint.py (resumable run state), data.py (deterministic batch str
 caption and VQA evaluation).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from openblip.train.config import TrainConfig, load_config
-from openblip.train.loop import TrainResult, train
+
+if TYPE_CHECKING:
+    from openblip.train.loop import TrainResult, train
 
 __all__ = ["TrainConfig", "TrainResult", "load_config", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # The loop pulls in the data readers (PIL, pyarrow); importing a submodule such as
+    # openblip.train.objectives should not (the GPU benchmark machine has neither).
+    if name in ("train", "TrainResult"):
+        from openblip.train import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'openblip.train' has no attribute {name!r}")
