@@ -133,8 +133,11 @@ def main() -> None:
         res[f"{name}_speedup"] = t_hf / t_us
         if m_hf is not None:
             res[f"{name}_peak_gib_hf"], res[f"{name}_peak_gib_ours"] = m_hf, m_us
-        print(f"  {name}: transformers {bs / t_hf:.3g} {unit}, openblip {bs / t_us:.3g} {unit}, x{t_hf / t_us:.2f}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {name}: transformers {bs / t_hf:.3g} {unit}, openblip {bs / t_us:.3g} {unit}, x{t_hf / t_us:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with torch.inference_mode():
         hf = BlipForConditionalGeneration(cfg).to(dev, dtype).eval()
@@ -162,21 +165,31 @@ def main() -> None:
         dec_ids[:, 0] = 30522
         tokens = our_img.detach()
         record(
-            "decoder_30tok", "seq/s",
+            "decoder_30tok",
+            "seq/s",
             lambda: hf.text_decoder(input_ids=dec_ids, attention_mask=mask, encoder_hidden_states=tokens),
             lambda: ours.text_decoder(dec_ids, mask, tokens),  # type: ignore[misc]
         )
         for beams in (1, 3):
             record(
-                f"caption_beam{beams}", "img/s",
-                lambda b=beams: hf.generate(pixel_values=px, num_beams=b, max_new_tokens=NEW_TOKENS,
-                                            min_new_tokens=NEW_TOKENS, do_sample=False),
+                f"caption_beam{beams}",
+                "img/s",
+                lambda b=beams: hf.generate(
+                    pixel_values=px, num_beams=b, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False
+                ),
                 lambda b=beams: our_caption(GenerationConfig(num_beams=b, **forced)),
             )
         record(
-            "caption_nucleus", "img/s",
-            lambda: hf.generate(pixel_values=px, do_sample=True, top_p=0.9, max_new_tokens=NEW_TOKENS,
-                                min_new_tokens=NEW_TOKENS, repetition_penalty=1.0),
+            "caption_nucleus",
+            "img/s",
+            lambda: hf.generate(
+                pixel_values=px,
+                do_sample=True,
+                top_p=0.9,
+                max_new_tokens=NEW_TOKENS,
+                min_new_tokens=NEW_TOKENS,
+                repetition_penalty=1.0,
+            ),
             lambda: our_caption(GenerationConfig(do_sample=True, top_p=0.9, top_k=50, seed=0, **forced)),
         )
         hf = ours = vision = None  # free before the next model
@@ -186,12 +199,18 @@ def main() -> None:
         h_logits = hf_itm(input_ids=ids, attention_mask=mask, pixel_values=px, use_itm_head=True).itm_score
         o_logits = ours.itm_logits(ids, mask, vision(px))
         res["check_itm_max_abs_diff"] = float((h_logits.float() - o_logits.float()).abs().max())
-        record("itm", "pairs/s",
-               lambda: hf_itm(input_ids=ids, attention_mask=mask, pixel_values=px, use_itm_head=True),
-               lambda: ours.itm_logits(ids, mask, vision(px)).softmax(-1))
-        record("itc", "pairs/s",
-               lambda: hf_itm(input_ids=itc_ids, attention_mask=mask, pixel_values=px, use_itm_head=False),
-               lambda: ours.itc_similarity(ours.image_embed(vision(px)), ours.text_embed(itc_ids, mask)))
+        record(
+            "itm",
+            "pairs/s",
+            lambda: hf_itm(input_ids=ids, attention_mask=mask, pixel_values=px, use_itm_head=True),
+            lambda: ours.itm_logits(ids, mask, vision(px)).softmax(-1),
+        )
+        record(
+            "itc",
+            "pairs/s",
+            lambda: hf_itm(input_ids=itc_ids, attention_mask=mask, pixel_values=px, use_itm_head=False),
+            lambda: ours.itc_similarity(ours.image_embed(vision(px)), ours.text_embed(itc_ids, mask)),
+        )
         hf_itm = ours = vision = None  # type: ignore[assignment]
         hf_vqa = BlipForQuestionAnswering(cfg).to(dev, dtype).eval()
         ours = ours_from(hf_vqa, dev, dtype)
@@ -202,12 +221,19 @@ def main() -> None:
 
         def our_vqa() -> torch.Tensor:
             states = ours.grounded_hidden(q, qmask, vision(px))
-            return generate(ours.text_decoder, states, prompt,  # type: ignore[arg-type]
-                            GenerationConfig(max_length=6, min_length=6)).sequences
+            return generate(
+                ours.text_decoder,
+                states,
+                prompt,  # type: ignore[arg-type]
+                GenerationConfig(max_length=6, min_length=6),
+            ).sequences
 
-        record("vqa_gen5", "q/s",
-               lambda: hf_vqa.generate(input_ids=q, pixel_values=px, max_new_tokens=5, min_new_tokens=5),
-               our_vqa)
+        record(
+            "vqa_gen5",
+            "q/s",
+            lambda: hf_vqa.generate(input_ids=q, pixel_values=px, max_new_tokens=5, min_new_tokens=5),
+            our_vqa,
+        )
     print("| figure | transformers | openblip | speed-up | peak GiB (hf / ours) |")
     print("|---|---|---|---|---|")
     for name, unit, h, o, mh, mo in figures:

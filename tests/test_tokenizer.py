@@ -76,9 +76,7 @@ def test_default_missing_package_says_how_to_fix(monkeypatch: pytest.MonkeyPatch
         Tokenizer.default()
 
 
-@pytest.mark.parametrize(
-    ("max_length", "pad_to_max"), [(None, False), (8, False), (35, True), (2, True), (64, False)]
-)
+@pytest.mark.parametrize(("max_length", "pad_to_max"), [(None, False), (8, False), (35, True), (2, True), (64, False)])
 def test_encode_matches_transformers(tok: Tokenizer, hf: Any, max_length: int | None, pad_to_max: bool) -> None:
     ours = tok.encode(SENTENCES, max_length=max_length, pad_to_max=pad_to_max)
     padding = "max_length" if pad_to_max else "longest"

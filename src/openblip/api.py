@@ -169,10 +169,18 @@ class BlipPipeline:
         ("a picture of " by default, "" for none) is removed from the returned text. With
         sampling and a seed, results are reproducible for the same inputs and batch size."""
         cfg = caption_config(
-            sample=sample, num_beams=num_beams, max_length=max_length, min_length=min_length, top_p=top_p,
-            top_k=top_k, temperature=temperature, repetition_penalty=repetition_penalty,
-            length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-            num_captions=num_captions, seed=seed,
+            sample=sample,
+            num_beams=num_beams,
+            max_length=max_length,
+            min_length=min_length,
+            top_p=top_p,
+            top_k=top_k,
+            temperature=temperature,
+            repetition_penalty=repetition_penalty,
+            length_penalty=length_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            num_captions=num_captions,
+            seed=seed,
         )
         items = _as_list(images)
         out: list[CaptionResult] = []

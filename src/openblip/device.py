@@ -19,7 +19,7 @@ DTYPES: dict[str, torch.dtype] = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto": cuda if available, else mps, else cpu."""
+    """ "auto": cuda if available, else mps, else cpu."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":

@@ -102,9 +102,7 @@ def load_image(
                 return _open_and_normalise(fp, label, max_pixels)
         except OSError as exc:  # only open() can raise it: decode errors become ImageError
             raise ImageError(label, f"unreadable path ({exc.strerror or exc})") from exc
-    raise TypeError(
-        f"load_image expects a path, bytes or PIL.Image.Image, got {type(source).__name__}"
-    )
+    raise TypeError(f"load_image expects a path, bytes or PIL.Image.Image, got {type(source).__name__}")
 
 
 def _check_path(path: str, label: str) -> None:
@@ -142,9 +140,7 @@ def _normalise(im: Image.Image, label: str, max_pixels: int) -> Image.Image:
     if width <= 0 or height <= 0:
         raise ImageError(label, f"empty image ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageError(
-            label, f"too many pixels: {width}x{height} = {width * height} > limit {max_pixels}"
-        )
+        raise ImageError(label, f"too many pixels: {width}x{height} = {width * height} > limit {max_pixels}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:

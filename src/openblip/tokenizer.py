@@ -156,9 +156,7 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ encode / decode
 
-    def encode(
-        self, texts: Sequence[str], max_length: int | None = None, pad_to_max: bool = False
-    ) -> Encoding:
+    def encode(self, texts: Sequence[str], max_length: int | None = None, pad_to_max: bool = False) -> Encoding:
         """``[CLS] text [SEP]`` per text, right-padded with ``pad_id``.
 
         Pads to the longest sequence, or to ``max_length`` with ``pad_to_max=True``. With

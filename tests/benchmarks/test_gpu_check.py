@@ -42,7 +42,10 @@ def test_gpu_check_dry_run_without_pil_or_pyarrow(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh")],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check = json.loads((out / "check_fp32.json").read_text())

@@ -40,7 +40,10 @@ def _loaded_after_register(modules: list[str], heavy: list[str]) -> list[str]:
     """Which of `heavy` a fresh interpreter holds after registering `modules`' parsers."""
     proc = subprocess.run(
         [sys.executable, "-c", _REGISTER, json.dumps(heavy), *modules],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(proc.stdout)
 

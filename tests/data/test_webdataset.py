@@ -70,22 +70,35 @@ def test_corrupt_and_incomplete_members_are_skipped_and_reported(tmp_path: Path,
     _raw_tar(
         tmp_path / "00000.tar",
         [
-            ("a.jpg", good), ("a.txt", b"first"), ("a.json", b'{"x": 1}'),
-            ("b.jpg", good), ("b.json", b"{not json"),  # corrupt json
-            ("c.jpg", good), ("c.txt", b"\xff\xfe bad utf8"),  # corrupt txt
-            ("d.jpg", good), ("d.json", b'{"caption": "from json"}'),  # no .txt
+            ("a.jpg", good),
+            ("a.txt", b"first"),
+            ("a.json", b'{"x": 1}'),
+            ("b.jpg", good),
+            ("b.json", b"{not json"),  # corrupt json
+            ("c.jpg", good),
+            ("c.txt", b"\xff\xfe bad utf8"),  # corrupt txt
+            ("d.jpg", good),
+            ("d.json", b'{"caption": "from json"}'),  # no .txt
             ("e.jpg", good),  # neither .txt nor .json
-            ("f.txt", b"no image"), ("f.json", b"{}"),
+            ("f.txt", b"no image"),
+            ("f.json", b"{}"),
             ("g.png", b""),  # empty image
-            ("h.jpg", b"garbage, not a jpeg"), ("h.txt", b"undecodable"),
-            ("i.jpg", good), ("i.json", b"[1, 2]"),  # json, but not an object
-            ("dir/j.jpg", good), ("dir/j.txt", b"nested"),
+            ("h.jpg", b"garbage, not a jpeg"),
+            ("h.txt", b"undecodable"),
+            ("i.jpg", good),
+            ("i.json", b"[1, 2]"),  # json, but not an object
+            ("dir/j.jpg", good),
+            ("dir/j.txt", b"nested"),
         ],
     )
     bad: list[BadSample] = []
     samples = list(iter_shards(tmp_path, on_error=bad.append))
     assert [(s.key, s.text) for s in samples] == [
-        ("a", "first"), ("d", "from json"), ("e", None), ("h", "undecodable"), ("dir/j", "nested")
+        ("a", "first"),
+        ("d", "from json"),
+        ("e", None),
+        ("h", "undecodable"),
+        ("dir/j", "nested"),
     ]
     assert samples[0].meta == {"x": 1} and samples[2].meta == {}
     assert [b.key for b in bad] == ["b", "c", "f", "g", "i"]

@@ -98,7 +98,11 @@ def cli():
     def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> Result:
         proc = subprocess.run(
             [sys.executable, "-m", "openblip", *args],
-            capture_output=True, text=True, timeout=120, cwd=cwd, env={**env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=cwd,
+            env={**env, **(extra_env or {})},
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

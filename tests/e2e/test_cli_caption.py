@@ -13,8 +13,18 @@ def test_every_bad_input_gets_its_own_record(cli, models, bad_dir, tmp_path) -> 
     dir_like = tmp_path / "dir_like.jpg"
     dir_like.mkdir()
     r = cli(
-        "caption", str(bad_dir), missing, str(dir_like), "--model", models["full"],
-        "--max-length", "8", "--batch-size", "3", "--max-pixels", "20000",
+        "caption",
+        str(bad_dir),
+        missing,
+        str(dir_like),
+        "--model",
+        models["full"],
+        "--max-length",
+        "8",
+        "--batch-size",
+        "3",
+        "--max-pixels",
+        "20000",
     )
     assert r.code == 1, r.stderr
     names = [rec["image"] for rec in r.records]
@@ -40,22 +50,32 @@ def test_every_bad_input_gets_its_own_record(cli, models, bad_dir, tmp_path) -> 
 
 def test_pixel_limit_from_the_environment(cli, models, bad_dir) -> None:
     huge, good = str(bad_dir / "04_huge.png"), str(bad_dir / "01_good.png")
-    r = cli("caption", huge, good, "--model", models["full"], "--max-length", "8",
-            extra_env={"OPENBLIP_MAX_PIXELS": "20000"})
+    r = cli(
+        "caption",
+        huge,
+        good,
+        "--model",
+        models["full"],
+        "--max-length",
+        "8",
+        extra_env={"OPENBLIP_MAX_PIXELS": "20000"},
+    )
     assert r.code == 1 and "too many pixels" in r.records[0]["error"] and r.records[1]["caption"]
 
 
 def test_outputs_and_num_captions(cli, models, images, tmp_path) -> None:
     out = tmp_path / "caps.parquet"
-    r = cli("caption", *images, "--model", models["full"], "--max-length", "10", "--num-captions", "3",
-            "--output", str(out))
+    r = cli(
+        "caption", *images, "--model", models["full"], "--max-length", "10", "--num-captions", "3", "--output", str(out)
+    )
     assert r.code == 0 and r.records == [], r.stderr
     rows = pq.read_table(out).to_pylist()
     assert [row["image"] for row in rows] == images
     assert all(len(row["captions"]) == 3 and len(set(row["captions"])) == 3 for row in rows)
     jl = tmp_path / "caps.jsonl"
-    r = cli("caption", *images, "--model", models["full"], "--max-length", "10", "--num-beams", "2",
-            "--output", str(jl))
+    r = cli(
+        "caption", *images, "--model", models["full"], "--max-length", "10", "--num-beams", "2", "--output", str(jl)
+    )
     assert r.code == 0 and r.stdout == "", r.stderr
     records = [json.loads(line) for line in jl.read_text().splitlines()]
     assert [x["image"] for x in records] == images and all(set(x) == {"image", "caption"} for x in records)
@@ -63,8 +83,27 @@ def test_outputs_and_num_captions(cli, models, images, tmp_path) -> None:
 
 def test_sampling_to_csv_is_seeded(cli, models, images, tmp_path) -> None:
     def sample(path) -> list[dict[str, str]]:
-        r = cli("caption", *images, "--model", models["full"], "--sample", "--seed", "7", "--top-p", "0.8",
-                "--top-k", "20", "--temperature", "0.9", "--max-length", "10", "--prompt", "", "--output", str(path))
+        r = cli(
+            "caption",
+            *images,
+            "--model",
+            models["full"],
+            "--sample",
+            "--seed",
+            "7",
+            "--top-p",
+            "0.8",
+            "--top-k",
+            "20",
+            "--temperature",
+            "0.9",
+            "--max-length",
+            "10",
+            "--prompt",
+            "",
+            "--output",
+            str(path),
+        )
         assert r.code == 0, r.stderr
         with open(path, newline="") as f:
             return list(csv.DictReader(f))

@@ -27,8 +27,21 @@ def test_index_add_and_search_images(cli, models, images, tmp_path, capsys) -> N
         {"image": str(gallery / "c.jpg"), "row": 2},
     ]
     out = tmp_path / "hits.parquet"
-    r = cli("search", "--index", idx, "--text", "a dog", "--text", "a cat", "--k", "3", "--rerank", "2",
-            "--output", str(out))
+    r = cli(
+        "search",
+        "--index",
+        idx,
+        "--text",
+        "a dog",
+        "--text",
+        "a cat",
+        "--k",
+        "3",
+        "--rerank",
+        "2",
+        "--output",
+        str(out),
+    )
     assert r.code == 0, r.stderr
     rows = pq.read_table(out).to_pylist()
     assert [(x["text"], x["rank"]) for x in rows] == [(t, k) for t in ("a dog", "a cat") for k in (1, 2, 3)]

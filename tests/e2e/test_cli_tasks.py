@@ -10,8 +10,20 @@ import pytest
 
 def test_vqa_generate_with_an_empty_question_and_a_bad_image(cli, models, images, tmp_path) -> None:
     missing = str(tmp_path / "gone.png")
-    r = cli("vqa", images[0], missing, images[1], "--question", "What is this?", "--question", "  ",
-            "--model", models["vqa"], "--max-length", "6")
+    r = cli(
+        "vqa",
+        images[0],
+        missing,
+        images[1],
+        "--question",
+        "What is this?",
+        "--question",
+        "  ",
+        "--model",
+        models["vqa"],
+        "--max-length",
+        "6",
+    )
     assert r.code == 1, r.stderr
     assert [(x["image"], x["question"]) for x in r.records] == [
         (i, q) for i in (images[0], missing, images[1]) for q in ("What is this?", "  ")
@@ -23,7 +35,10 @@ def test_vqa_generate_with_an_empty_question_and_a_bad_image(cli, models, images
     assert len(errors) == 4 and all(set(x) == {"image", "question", "error"} for x in errors)
     # the image's own failure is reported first; the empty question fails for every image
     assert [("empty" in x["error"], "no such file" in x["error"]) for x in errors] == [
-        (True, False), (False, True), (False, True), (True, False)
+        (True, False),
+        (False, True),
+        (False, True),
+        (True, False),
     ]
 
 
@@ -39,8 +54,9 @@ def test_vqa_rank_mode_from_a_file(cli, models, images, tmp_path) -> None:
 def test_match_with_an_over_long_text(cli, models, images, tmp_path) -> None:
     long = " ".join(["an extremely long caption"] * 200)
     out = tmp_path / "match.jsonl"
-    r = cli("match", *images, "--text", "a dog on a beach", "--text", long, "--model", models["full"],
-            "--output", str(out))
+    r = cli(
+        "match", *images, "--text", "a dog on a beach", "--text", long, "--model", models["full"], "--output", str(out)
+    )
     assert r.code == 0, r.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(x["image"], x["text"]) for x in records] == [(i, t) for i in images for t in ("a dog on a beach", long)]
@@ -59,8 +75,21 @@ def test_classify_labels_and_labels_file(cli, models, images, tmp_path) -> None:
     labels = tmp_path / "labels.txt"
     labels.write_text("dog\ncat\n\nred car\n")
     out = tmp_path / "labels.csv"
-    r2 = cli("classify", images[0], str(tmp_path / "nope.png"), "--labels-file", str(labels), "--model", models["full"],
-             "--top-k", "3", "--rerank", "3", "--output", str(out))
+    r2 = cli(
+        "classify",
+        images[0],
+        str(tmp_path / "nope.png"),
+        "--labels-file",
+        str(labels),
+        "--model",
+        models["full"],
+        "--top-k",
+        "3",
+        "--rerank",
+        "3",
+        "--output",
+        str(out),
+    )
     assert r2.code == 1
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -18,7 +18,7 @@ from openblip.evaluate.tokenize import (
 KNOWN = [
     ("A man riding a wave on top of a surfboard.", "a man riding a wave on top of a surfboard"),
     ("The cat's toy isn't on the mat; it's under the table!", "the cat 's toy is n't on the mat it 's under the table"),
-    ('"A quoted" phrase with \'single quotes\' here.', "a quoted phrase with single quotes here"),
+    ("\"A quoted\" phrase with 'single quotes' here.", "a quoted phrase with single quotes here"),
     # -lowerCase turns -LRB- into -lrb-, which the upper-case punctuation list no longer removes.
     ("A man (in a hat) and [red] {x}.", "a man -lrb- in a hat -rrb- and -lsb- red -rsb- -lcb- x -rcb-"),
     ("She said -- wait... what?   Multiple   spaces.", "she said wait what multiple spaces"),

@@ -131,8 +131,12 @@ def test_sampling_seeded_and_grouped(model: Blip) -> None:
     b = generate(dec, img, PROMPT, cfg)
     assert a.sequences.shape[0] == 6
     assert torch.equal(a.sequences, b.sequences)
-    assert not torch.equal(a.sequences, generate(dec, img, PROMPT, GenerationConfig(
-        max_length=12, do_sample=True, top_p=0.9, seed=8, num_return_sequences=3)).sequences)
+    assert not torch.equal(
+        a.sequences,
+        generate(
+            dec, img, PROMPT, GenerationConfig(max_length=12, do_sample=True, top_p=0.9, seed=8, num_return_sequences=3)
+        ).sequences,
+    )
     assert (a.sequences[:, :4] == PROMPT).all()
 
 

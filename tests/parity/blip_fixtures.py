@@ -205,8 +205,6 @@ def compare_vqa(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: str)
     answers = x.dec_ids[:, :4]
     answer_mask = x.mask[:, :4]
     logits = ours.decoder_logits(answers, answer_mask, question)
-    their_logits = hf.text_decoder(
-        input_ids=answers, attention_mask=answer_mask, encoder_hidden_states=their_q
-    ).logits
+    their_logits = hf.text_decoder(input_ids=answers, attention_mask=answer_mask, encoder_hidden_states=their_q).logits
     out[f"{tag} answer logits"] = assert_close(logits, their_logits, f"{tag} answer logits")
     return out

@@ -111,10 +111,18 @@ def test_base_generated_ids_identical(num_beams: int) -> None:
     prompt = torch.tensor([30522, 1037, 3861, 1997])  # [DEC] a picture of
     with torch.inference_mode():
         ref = hf.generate(
-            pixel_values=x.pixels, input_ids=torch.cat([prompt, torch.tensor([102])])[None].repeat(2, 1),
-            max_length=20, min_length=5, num_beams=num_beams, do_sample=False,
+            pixel_values=x.pixels,
+            input_ids=torch.cat([prompt, torch.tensor([102])])[None].repeat(2, 1),
+            max_length=20,
+            min_length=5,
+            num_beams=num_beams,
+            do_sample=False,
         )
-        got = generate(ours.text_decoder, ours.encode_image(x.pixels), prompt,
-                       GenerationConfig(max_length=20, min_length=5, num_beams=num_beams)).sequences
+        got = generate(
+            ours.text_decoder,
+            ours.encode_image(x.pixels),
+            prompt,
+            GenerationConfig(max_length=20, min_length=5, num_beams=num_beams),
+        ).sequences
     assert _until_sep(got.tolist()) == _until_sep(ref.tolist())
     assert got.shape[1] > 6  # something was generated beyond the prompt

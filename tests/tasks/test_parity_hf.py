@@ -18,8 +18,13 @@ from openblip.tasks.vqa import answer_questions  # noqa: E402
 
 SEP = 102
 TEXT = dict(
-    vocab_size=30524, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-    max_position_embeddings=64, encoder_hidden_size=64,
+    vocab_size=30524,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=64,
+    encoder_hidden_size=64,
 )
 VISION = dict(
     hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, image_size=64, patch_size=16
@@ -111,8 +116,12 @@ def test_vqa_generate_ids_match_transformers(vqa_pair, pixels) -> None:
         ids[:, 0] = tok.enc_id
         with torch.no_grad():
             ref = hf.generate(
-                input_ids=ids, pixel_values=pixels[i : i + 1], attention_mask=mask,
-                num_beams=3, max_length=10, min_length=1,
+                input_ids=ids,
+                pixel_values=pixels[i : i + 1],
+                attention_mask=mask,
+                num_beams=3,
+                max_length=10,
+                min_length=1,
             )
         decoded.append(tok.decode(_until_sep(ref[0].tolist()), clean_up_tokenization_spaces=True).strip())
     assert [a.text for a in got] == decoded

@@ -21,8 +21,17 @@ def tokenizer() -> Tokenizer:
 
 
 def _batches(
-    source: Path, tok: Tokenizer, *, batch: int, rank: int = 0, world: int = 1, epoch: int = 0, offset: int = 0,
-    n: int = 2, workers: int = 0, rule: TextRule | None = None,
+    source: Path,
+    tok: Tokenizer,
+    *,
+    batch: int,
+    rank: int = 0,
+    world: int = 1,
+    epoch: int = 0,
+    offset: int = 0,
+    n: int = 2,
+    workers: int = 0,
+    rule: TextRule | None = None,
 ) -> list[ImageTextBatch]:
     cfg = DataSection(batch_size=batch, augment=True, min_scale=0.5, random_reference=True, max_length=20)
     builder = BatchBuilder(cfg, 32, tok, rule or TextRule(), seed=1)

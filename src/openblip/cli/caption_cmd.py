@@ -81,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
             try:
-                caps = caption_images(
-                    pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), cfg, args.prompt
-                )
+                caps = caption_images(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), cfg, args.prompt)
             except ValueError as e:  # settings the model cannot honour (prompt or lengths)
                 raise UsageError(str(e)) from e
             done = iter(caps)

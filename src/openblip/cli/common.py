@@ -45,7 +45,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     g.add_argument("--tokenizer", help="vocab.txt / tokenizer.json / directory (default: the checkpoint's)")
     g.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)")
     g.add_argument(
-        "--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+        "--dtype",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
         help="weights and activations (default: fp32; fp16 on the CPU runs in fp32 with a warning)",
     )
     g.add_argument("--image-size", type=int, help="input size in pixels (default: the checkpoint's)")

@@ -33,13 +33,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("src", metavar="SRC", help="checkpoint to read")
     parser.add_argument("--out", required=True, metavar="DST", help="output directory (new or empty)")
-    parser.add_argument(
-        "--format", choices=FORMATS, default="openblip", help="output format (default: %(default)s)"
-    )
+    parser.add_argument("--format", choices=FORMATS, default="openblip", help="output format (default: %(default)s)")
     parser.add_argument("--tokenizer", metavar="PATH", help="vocab.txt, tokenizer.json or a directory holding one")
-    parser.add_argument(
-        "--image-size", type=int, metavar="S", help="resize the position embeddings for S x S inputs"
-    )
+    parser.add_argument("--image-size", type=int, metavar="S", help="resize the position embeddings for S x S inputs")
     parser.set_defaults(run=run)
 
 

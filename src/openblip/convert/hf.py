@@ -140,7 +140,9 @@ def infer_config(config: Mapping[str, Any], source: str = "config.json", keys: s
     if "num_attention_heads" not in (config.get("text_config") or {}):
         log.warning(
             "%s: text_config has no num_attention_heads; using transformers' default %d "
-            "(released BLIP models have 12: check the file)", source, TEXT_DEFAULTS["num_attention_heads"]
+            "(released BLIP models have 12: check the file)",
+            source,
+            TEXT_DEFAULTS["num_attention_heads"],
         )
     for part, d in (("text_config", t), ("vision_config", v)):
         if d["hidden_act"] != "gelu":

@@ -194,9 +194,7 @@ def match_shapes(
             if notes is not None:
                 notes.append(f"{POS_EMBED} resized from {got[1] - 1} to {want[1] - 1} patch positions")
         elif got != want:
-            raise CheckpointError(
-                f"{source}: {name_of(name)} has shape {got} but the model's {name} needs {want}"
-            )
+            raise CheckpointError(f"{source}: {name_of(name)} has shape {got} but the model's {name} needs {want}")
         out[name] = tensor
     return out
 

@@ -1,9 +1,9 @@
 """Our own checkpoint format: a directory with
 
-    openblip.json       {"format": "openblip", "format_version": 1, "config": BlipConfig.to_dict()}
-    model.safetensors   every distinct tensor once, under its canonical name (the pre-training
-                        arrangement's shared encoder/decoder tensors are written once)
-    vocab.txt, tokenizer.json, tokenizer_config.json   (Tokenizer.save)
+openblip.json       {"format": "openblip", "format_version": 1, "config": BlipConfig.to_dict()}
+model.safetensors   every distinct tensor once, under its canonical name (the pre-training
+                    arrangement's shared encoder/decoder tensors are written once)
+vocab.txt, tokenizer.json, tokenizer_config.json   (Tokenizer.save)
 """
 
 from __future__ import annotations

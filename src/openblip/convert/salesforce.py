@@ -56,8 +56,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     obj = safe_torch_load(path)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
-    if not isinstance(obj, dict) or not obj or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    if (
+        not isinstance(obj, dict)
+        or not obj
+        or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
     ):
         raise CheckpointError(f"{path}: not a BLIP checkpoint (expected a state dict or {{'model': state_dict}})")
     return obj

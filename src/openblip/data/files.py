@@ -142,4 +142,3 @@ def iter_image_list(
         raise FileNotFoundError(f"no such image list: {path}")
     items = _list_items(path, image_field, text_field, worker, num_workers, verify_images)
     return skip(_good(items, on_error or log_bad_sample), start)
-

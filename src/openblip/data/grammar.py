@@ -23,7 +23,7 @@ def article(word: str) -> str:
 
 
 def noun_phrase(kind: Kind, count: int, size: str | None = None, definite: bool = False) -> str:
-    """"a small red circle", "the red circle", "two large blue stars"."""
+    """ "a small red circle", "the red circle", "two large blue stars"."""
     colour, shape = kind
     words = [w for w in (size, colour) if w]
     if count == 1:
@@ -36,7 +36,7 @@ def noun_phrase(kind: Kind, count: int, size: str | None = None, definite: bool 
 
 
 def position_phrase(region: str, rng: np.random.Generator) -> str:
-    """"in the top left corner", "at the top", "on the left", "in the centre"."""
+    """ "in the top left corner", "at the top", "on the left", "in the centre"."""
     if region == "centre":
         return "in the centre" if rng.random() < 0.5 else "in the middle"
     if " " in region:

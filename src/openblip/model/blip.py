@@ -128,9 +128,7 @@ class Blip(nn.Module):
         ITM, retrieval and VQA paths do (transformers keeps [CLS]; see docs/parity.md)."""
         return self._encoder()(with_first_token(ids, ENC_TOKEN_ID), mask, image_tokens, image_mask)
 
-    def itm_logits(
-        self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor | CrossKV
-    ) -> torch.Tensor:
+    def itm_logits(self, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor | CrossKV) -> torch.Tensor:
         """ITM logits (B, 2), index 1 = match. Texts are grouped over images as in TextTransformer."""
         _, _, itm_head = self._heads()
         return itm_head(self.grounded_hidden(ids, mask, image_tokens)[:, 0])

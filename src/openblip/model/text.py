@@ -41,8 +41,14 @@ class KVCache:
     """
 
     def __init__(
-        self, layers: int, batch: int, heads: int, max_len: int, head_dim: int,
-        dtype: torch.dtype, device: torch.device,
+        self,
+        layers: int,
+        batch: int,
+        heads: int,
+        max_len: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
     ) -> None:
         self.k = torch.empty(layers, batch, heads, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.empty_like(self.k)
@@ -92,9 +98,7 @@ class Embeddings(nn.Module):
     def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         length = ids.shape[1]
         if start + length > self.position.num_embeddings:
-            raise ValueError(
-                f"text of {start + length} tokens exceeds the {self.position.num_embeddings} positions"
-            )
+            raise ValueError(f"text of {start + length} tokens exceeds the {self.position.num_embeddings} positions")
         pos = torch.arange(start, start + length, device=ids.device)
         return self.dropout(self.norm(self.word(ids) + self.position(pos)))
 
@@ -170,9 +174,7 @@ class TextLayer(nn.Module):
     cross_attn: ResidualAttention | None
     ffn: FeedForward
 
-    def __init__(
-        self, self_attn: ResidualAttention, cross_attn: ResidualAttention | None, ffn: FeedForward
-    ) -> None:
+    def __init__(self, self_attn: ResidualAttention, cross_attn: ResidualAttention | None, ffn: FeedForward) -> None:
         super().__init__()
         self.self_attn = self_attn
         self.cross_attn = cross_attn
@@ -292,9 +294,7 @@ class TextTransformer(nn.Module):
             x = layer.cross_attn(x, kv.bias, kv=(kv.k[i], kv.v[i]))
         return layer.ffn(x)
 
-    def _self_bias(
-        self, mask: torch.Tensor | None, length: int, start: int, dtype: torch.dtype
-    ) -> torch.Tensor | None:
+    def _self_bias(self, mask: torch.Tensor | None, length: int, start: int, dtype: torch.dtype) -> torch.Tensor | None:
         """Additive self-attention bias (B, 1, L, start+L), or None when SDPA needs none."""
         if not self.causal:
             return None if mask is None else padding_bias(mask, dtype)
@@ -329,9 +329,7 @@ class LMHead(nn.Module):
 class TextDecoder(nn.Module):
     """Image-grounded causal decoder: TextTransformer(causal=True) + LM head tied to its embeddings."""
 
-    def __init__(
-        self, cfg: TextConfig, *, context_width: int, share_with: TextTransformer | None = None
-    ) -> None:
+    def __init__(self, cfg: TextConfig, *, context_width: int, share_with: TextTransformer | None = None) -> None:
         super().__init__()
         self.transformer = TextTransformer(cfg, causal=True, context_width=context_width, share_with=share_with)
         self.head = LMHead(cfg)

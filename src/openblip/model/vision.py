@@ -103,8 +103,7 @@ class VisionTransformer(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.shape[-1] != pixels.shape[-2] or pixels.shape[-1] % self.cfg.patch_size:
             raise ValueError(
-                f"images must be square with a side divisible by {self.cfg.patch_size}, "
-                f"got {tuple(pixels.shape[-2:])}"
+                f"images must be square with a side divisible by {self.cfg.patch_size}, got {tuple(pixels.shape[-2:])}"
             )
         x = self.patch_embed(pixels.to(self.cls_token.dtype))  # (B, N, D)
         pos = resize_pos_embed(self.pos_embed, pixels.shape[-1] // self.cfg.patch_size)

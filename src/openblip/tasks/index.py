@@ -103,7 +103,11 @@ class EmbeddingIndex:
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, directory: str | os.PathLike[str], kind: IndexKind, identity: ModelIdentity, embed_dim: int,
+        cls,
+        directory: str | os.PathLike[str],
+        kind: IndexKind,
+        identity: ModelIdentity,
+        embed_dim: int,
         clean_texts: bool = True,
     ) -> EmbeddingIndex:
         d = Path(directory)
@@ -315,4 +319,3 @@ def import_faiss() -> Any:
             "exact search without it is available with use_faiss=False"
         ) from e
     return faiss
-

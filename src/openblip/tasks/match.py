@@ -35,9 +35,7 @@ class MatchScores:
     itm_logit: torch.Tensor  # (B, T) raw match logit (index 1), used by retrieval re-ranking
 
 
-def itm_match_logits(
-    model: Blip, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor
-) -> torch.Tensor:
+def itm_match_logits(model: Blip, ids: torch.Tensor, mask: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
     """ITM logits (B, T, 2) of every image (B, 1+N, Dv) with every text ids (T, L).
 
     Texts are grouped over images (B*T rows, rows b*T..b*T+T-1 read image b), so image tokens

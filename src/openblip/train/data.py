@@ -91,9 +91,7 @@ def count_samples(source: str) -> int:
 class BatchBuilder:
     """Decodes, augments and tokenizes the samples of one local batch."""
 
-    def __init__(
-        self, cfg: DataSection, image_size: int, tokenizer: Tokenizer, rule: TextRule, seed: int
-    ) -> None:
+    def __init__(self, cfg: DataSection, image_size: int, tokenizer: Tokenizer, rule: TextRule, seed: int) -> None:
         self.cfg = cfg
         self.image_size = image_size
         self.tokenizer = tokenizer
@@ -215,6 +213,4 @@ class EpochBatches(IterableDataset[Batch]):
 def epoch_loader(dataset: EpochBatches, num_workers: int) -> DataLoader[Batch]:
     # A private generator: the loader must not draw from the global RNG (that would shift the
     # dropout stream depending on where an epoch's loader was created, e.g. after a resume).
-    return DataLoader(
-        dataset, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0)
-    )
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, generator=torch.Generator().manual_seed(0))

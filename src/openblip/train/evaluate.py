@@ -198,5 +198,3 @@ def vqa_eval(
             exact += float(normalize_answer(predicted.text) in {normalize_answer(g) for g in given})
     n = len(pairs)
     return {"vqa_accuracy": 100.0 * accuracy / n, "exact_match": 100.0 * exact / n, "questions": float(n)}
-
-

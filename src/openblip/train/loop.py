@@ -295,9 +295,7 @@ def _epoch_iter(
     """The rest of the current epoch's micro-batches for this rank."""
     micro_global = cfg.data.batch_size * env.world_size
     left = steps_per_epoch * cfg.run.accumulation - position.offset // micro_global
-    dataset = EpochBatches(
-        cfg.data.train, builder, position.epoch, position.offset, left, env.rank, env.world_size
-    )
+    dataset = EpochBatches(cfg.data.train, builder, position.epoch, position.offset, left, env.rank, env.world_size)
     return iter(epoch_loader(dataset, cfg.data.num_workers))
 
 
