@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile our vision encoder")
     ap.add_argument("--skip", default="", help="comma list of figures to skip, e.g. nucleus,vqa")
+    ap.add_argument("--cuda-graph", action="store_true", help="replay our decoding steps from CUDA graphs")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer, 96 px model (smoke test of this script)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -103,6 +104,7 @@ def main() -> None:
         "bs": bs,
         "compile": a.compile,
         "tiny": a.tiny,
+        "cuda_graph": a.cuda_graph,
     }
     cfg = BlipConfig()
     if a.tiny:  # the same shrinking as hf_anchor.py --tiny
@@ -153,10 +155,15 @@ def main() -> None:
         def our_caption(gcfg: GenerationConfig) -> torch.Tensor:
             return generate(ours.text_decoder, vision(px), prompt, gcfg).sequences  # type: ignore[arg-type]
 
-        forced = dict(max_length=1 + NEW_TOKENS, min_length=1 + NEW_TOKENS)
+        forced: dict[str, Any] = dict(max_length=1 + NEW_TOKENS, min_length=1 + NEW_TOKENS, cuda_graph=a.cuda_graph)
         h_ids = hf.generate(pixel_values=px, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
         o_ids = our_caption(GenerationConfig(**forced))
         res["check_greedy_ids_equal"] = first_sep(h_ids.tolist()) == first_sep(o_ids.tolist())
+        h_ids = hf.generate(
+            pixel_values=px, num_beams=3, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False
+        )
+        o_ids = our_caption(GenerationConfig(num_beams=3, **forced))
+        res["check_beam3_ids_equal"] = first_sep(h_ids.tolist()) == first_sep(o_ids.tolist())
         res["caption_tokens"] = int(o_ids.shape[1])
 
         record("vision", "img/s", lambda: hf.vision_model(pixel_values=px), lambda: vision(px))
@@ -225,7 +232,7 @@ def main() -> None:
                 ours.text_decoder,
                 states,
                 prompt,  # type: ignore[arg-type]
-                GenerationConfig(max_length=6, min_length=6),
+                GenerationConfig(max_length=6, min_length=6, cuda_graph=a.cuda_graph),
             ).sequences
 
         record(

@@ -23,13 +23,18 @@ fi
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 status=0
-# 1. correctness at fp32, small batch: vision features, ITM logits, greedy ids against transformers
+# 1. correctness at fp32, small batch: vision features, ITM logits, greedy and 3-beam ids against
+#    transformers, our decoding steps replayed from CUDA graphs
+#    (then, if pytest is there, the graph-replay unit tests)
 timeout 90 "$PY" benchmarks/bench_inference.py --device "$dev" --dtype float32 --bs "$check_bs" --reps 1 \
-  "${size[@]}" --skip caption_beam3,caption_nucleus,itc,vqa_gen5,decoder_30tok --out "$OUT/check_fp32.json" \
+  "${size[@]}" --cuda-graph --skip caption_beam3,caption_nucleus,itc,vqa_gen5,decoder_30tok --out "$OUT/check_fp32.json" \
   | tail -7 || status=1
+if [ "$dev" = cuda ] && "$PY" -c "import pytest" 2>/dev/null; then
+  timeout 60 "$PY" -m pytest -q -p no:cacheprovider tests/model/test_cuda_graph.py 2>&1 | tail -3 || status=1
+fi
 # 2. the issue's figures: bf16, batch 256, our vision encoder compiled, transformers in the same process
 timeout 240 "$PY" benchmarks/bench_inference.py --device "$dev" --dtype "$dtype" --bs "$bs" --reps 3 \
-  "${size[@]}" "${compile[@]}" --out "$OUT/bench_bs$bs.json" | tail -11 || status=1
+  "${size[@]}" "${compile[@]}" --cuda-graph --out "$OUT/bench_bs$bs.json" | tail -11 || status=1
 # 3. transformers' own anchor harness, same machine, same call
 anchor=""
 for f in ../shared/bench/hf_anchor.py shared/bench/hf_anchor.py; do [ -f "$f" ] && { anchor=$f; break; }; done

@@ -49,7 +49,8 @@ def test_gpu_check_dry_run_without_pil_or_pyarrow(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check = json.loads((out / "check_fp32.json").read_text())
-    assert check["check_greedy_ids_equal"] is True
+    assert check["check_greedy_ids_equal"] is True and check["check_beam3_ids_equal"] is True
+    assert check["cuda_graph"] is True
     assert check["check_vision_max_abs_diff"] < 1e-4
     assert check["check_itm_max_abs_diff"] < 1e-4
     bench = json.loads((out / "bench_bs2.json").read_text())

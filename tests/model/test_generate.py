@@ -144,3 +144,50 @@ def test_prompt_too_long(model: Blip) -> None:
     img = model.encode_image(torch.randn(1, 3, 64, 64))
     with pytest.raises(ValueError, match="nothing to generate"):
         generate(model.text_decoder, img, PROMPT, GenerationConfig(max_length=4))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GenerationConfig(max_length=16),
+        GenerationConfig(max_length=14, num_beams=3, num_return_sequences=2),
+        GenerationConfig(max_length=14, num_beams=2, min_length=8, repetition_penalty=1.3),
+        GenerationConfig(max_length=12, do_sample=True, top_p=0.9, seed=3, num_return_sequences=2),
+    ],
+    ids=["greedy", "beam3", "beam2_penalties", "sample"],
+)
+def test_fixed_shape_steps_equal_dynamic_ones(model: Blip, cfg: GenerationConfig) -> None:
+    """The CUDA-graph path's fixed-shape steps (static cache, masked slots, no compaction), run
+    eagerly on the CPU, give the same sequences and scores as the dynamic path."""
+    from dataclasses import replace
+
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(5, 3, 64, 64) * 3)
+    dynamic = generate(dec, img, PROMPT, cfg)
+    static = generate(dec, img, PROMPT, replace(cfg, cuda_graph=True))
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(static.scores, dynamic.scores, atol=1e-4, rtol=1e-5)
+    assert len({len(r) for r in _trim(dynamic.sequences)}) > 1  # some rows finished early
+
+
+def test_static_cache_reorders_but_never_drops_rows() -> None:
+    from openblip.model.text import KVCache
+
+    cache = KVCache(1, 3, 1, 4, 2, torch.float32, torch.device("cpu"))
+    cache.k.copy_(torch.arange(24.0).view(cache.k.shape))
+    cache.length = 2
+    cache.make_static()
+    storage = cache.k.data_ptr()
+    before = cache.k.clone()
+    cache.select(torch.tensor([2, 0, 1]))
+    assert cache.k.data_ptr() == storage and torch.equal(cache.k[0, 0], before[0, 2])
+    with pytest.raises(ValueError, match="reordered, not dropped"):
+        cache.select(torch.tensor([0, 1]))
+    # the step writes at `positions` and masks only the slots after it
+    bias = cache.step_bias(torch.float32)
+    assert bias.shape == (1, 1, 1, 4) and bias[0, 0, 0].tolist() == [0.0, 0.0, 0.0, -10000.0]
+    cache.write(0, torch.full((3, 1, 1, 2), -1.0), torch.full((3, 1, 1, 2), -2.0))
+    assert (cache.k[0, :, :, 2] == -1).all() and (cache.v[0, :, :, 2] == -2).all()
+    cache.advance(1)
+    assert cache.length == 3 and cache.positions is not None and cache.positions.tolist() == [3]

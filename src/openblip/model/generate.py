@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from openblip.model.cuda_graph import decode_step
 from openblip.model.text import CrossKV, TextDecoder
 
 NEG_INF = float("-inf")
@@ -48,6 +49,9 @@ class GenerationConfig:
     seed: int | None = None  # sampling only
     eos_token_id: int = 102
     pad_token_id: int = 0
+    # Fixed-shape decoding steps, captured once per call in a CUDA graph and replayed (CUDA only;
+    # elsewhere the fixed-shape step runs eagerly). Finished contexts then stay in the batch.
+    cuda_graph: bool = False
 
     def __post_init__(self) -> None:
         if self.num_beams < 1 or self.num_return_sequences < 1:
@@ -152,6 +156,9 @@ def generate(
         raise ValueError(f"{prompt.shape[0]} prompts for {batch} contexts")
     if prompt.shape[1] >= cfg.max_length:
         raise ValueError(f"prompt of {prompt.shape[1]} tokens leaves nothing to generate (max_length {cfg.max_length})")
+    positions = decoder.transformer.embeddings.position.num_embeddings
+    if cfg.max_length > positions:
+        raise ValueError(f"max_length {cfg.max_length} exceeds the decoder's {positions} positions")
     prompt = prompt.to(kv.k[0].device)
     if cfg.num_beams > 1:
         return _beam_search(decoder, kv, prompt, cfg)
@@ -182,6 +189,9 @@ def _greedy_or_sample(
     cache = decoder.new_cache(rows, cfg.max_length)
     length = prompt.shape[1]
     logits = decoder(out[:, :length], None, kv, cache=cache, last_only=True)
+    if cfg.cuda_graph:
+        cache.make_static()
+    step = decode_step(decoder, kv, cache, cfg.cuda_graph)
     while True:
         ids = out[active, :length]
         step_scores = process(logits.float(), ids, cfg)
@@ -200,14 +210,16 @@ def _greedy_or_sample(
         if length >= cfg.max_length or bool(finished.all()):
             break
         # drop contexts whose every sequence has ended
-        ctx_done = finished[active].view(-1, group).all(1)
-        if _compact_due(int(ctx_done.sum()), ctx_done.numel()):
-            keep_ctx = (~ctx_done).nonzero().squeeze(1)
-            keep_rows = (keep_ctx[:, None] * group + torch.arange(group, device=device)).reshape(-1)
-            kv = kv.select(keep_ctx)
-            cache.select(keep_rows)
-            active = active[keep_rows]
-        logits = decoder(out[active, length - 1 : length], None, kv, cache=cache, last_only=True)
+        if not cache.static:
+            ctx_done = finished[active].view(-1, group).all(1)
+            if _compact_due(int(ctx_done.sum()), ctx_done.numel()):
+                keep_ctx = (~ctx_done).nonzero().squeeze(1)
+                keep_rows = (keep_ctx[:, None] * group + torch.arange(group, device=device)).reshape(-1)
+                kv = kv.select(keep_ctx)
+                cache.select(keep_rows)
+                active = active[keep_rows]
+                step = decode_step(decoder, kv, cache, False)
+        logits = step(out[active, length - 1 : length])
     return GenerationOutput(out[:, :length], scores)
 
 
@@ -235,6 +247,9 @@ def _beam_search(decoder: TextDecoder, kv: CrossKV, prompt: torch.Tensor, cfg: G
     logits = decoder(prompt, None, kv, cache=cache, last_only=True)
     logits = logits.repeat_interleave(k, 0)
     cache.select(torch.arange(batch, device=device).repeat_interleave(k))
+    if cfg.cuda_graph:
+        cache.make_static()
+    step = decode_step(decoder, kv, cache, cfg.cuda_graph)
     length = plen
     while True:
         b = active.numel()
@@ -281,14 +296,15 @@ def _beam_search(decoder: TextDecoder, kv: CrossKV, prompt: torch.Tensor, cfg: G
         # reorder the cache to the surviving beams, then drop contexts that are done
         rows = (torch.arange(b, device=device)[:, None] * k + src_beam).reshape(-1)
         still = improvable[active]
-        if _compact_due(int((~still).sum()), b):
+        if not cache.static and _compact_due(int((~still).sum()), b):
             keep_ctx = still.nonzero().squeeze(1)
             rows = rows.view(b, k)[keep_ctx].reshape(-1)
             kv = kv.select(keep_ctx)
             active = active[keep_ctx]
+            step = decode_step(decoder, kv, cache, False)
         cache.select(rows)
         step_ids = run_seq[active][:, :, length - 1].reshape(-1, 1)
-        logits = decoder(step_ids, None, kv, cache=cache, last_only=True)
+        logits = step(step_ids)
     r = cfg.num_return_sequences
     seqs = fin_seq[:, :r].reshape(batch * r, cfg.max_length)
     lens = fin_len[:, :r].reshape(-1)

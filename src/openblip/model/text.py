@@ -38,6 +38,12 @@ class KVCache:
 
     k, v: (layers, B, H, max_len, hd). `length` tokens are filled. Rows can be reordered
     (beam search) or dropped (finished sequences) with `select`.
+
+    After `make_static()` every shape is fixed: a step writes at `positions` (a device tensor
+    advanced in place) and attends over all `max_len` slots through a mask that hides the ones not
+    yet written (exp(-10000) is exactly 0 in fp32, so the result is the same), so that one
+    decoding step can be captured in a CUDA graph and replayed. `select` then reorders in place
+    and rows can no longer be dropped.
     """
 
     def __init__(
@@ -53,24 +59,56 @@ class KVCache:
         self.k = torch.empty(layers, batch, heads, max_len, head_dim, dtype=dtype, device=device)
         self.v = torch.empty_like(self.k)
         self.length = 0
+        self.positions: torch.Tensor | None = None  # (1,) slot of the next token, static caches only
 
     @property
     def max_len(self) -> int:
         return self.k.shape[3]
 
+    @property
+    def static(self) -> bool:
+        return self.positions is not None
+
+    def make_static(self) -> None:
+        self.positions = torch.tensor([self.length], device=self.k.device)
+
     def select(self, rows: torch.Tensor) -> None:
         """Keep (and reorder to) the given batch rows."""
+        if self.static:
+            if rows.numel() != self.k.shape[1]:
+                raise ValueError("a static cache keeps its batch size: rows can be reordered, not dropped")
+            self.k.copy_(self.k[:, rows])
+            self.v.copy_(self.v[:, rows])
+            return
         self.k = self.k[:, rows]
         self.v = self.v[:, rows]
 
     def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (B, H, L, hd) new keys/values after `length`; return all keys/values so far."""
+        """Store (B, H, L, hd) new keys/values after `length`; return all keys/values so far
+        (a static cache returns every slot: `step_bias` masks the unwritten ones)."""
         end = self.length + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions, {end} requested")
+        if self.positions is not None:
+            if k.shape[2] != 1:
+                raise ValueError("a static cache takes one token per step")
+            self.k[layer].index_copy_(2, self.positions, k)
+            self.v[layer].index_copy_(2, self.positions, v)
+            return self.k[layer], self.v[layer]
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def step_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """(1, 1, 1, max_len) additive bias of a static step: slots after `positions` hidden."""
+        assert self.positions is not None
+        slots = torch.arange(self.max_len, device=self.k.device)
+        return ((slots > self.positions).to(dtype) * MASK_VALUE)[None, None, None]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+        if self.positions is not None:
+            self.positions += n
 
 
 @dataclass
@@ -95,11 +133,12 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start: int = 0, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """positions: (L,) device tensor of positions (a static cache's step), else start..start+L."""
         length = ids.shape[1]
         if start + length > self.position.num_embeddings:
             raise ValueError(f"text of {start + length} tokens exceeds the {self.position.num_embeddings} positions")
-        pos = torch.arange(start, start + length, device=ids.device)
+        pos = torch.arange(start, start + length, device=ids.device) if positions is None else positions
         return self.dropout(self.norm(self.word(ids) + self.position(pos)))
 
 
@@ -258,8 +297,15 @@ class TextTransformer(nn.Module):
         original's mode='text'), skipping cross-attention.
         """
         start = 0 if cache is None else cache.length
-        x = self.embeddings(ids, start)
-        bias = self._self_bias(mask, ids.shape[1], start, x.dtype)
+        bias: torch.Tensor | None
+        if cache is not None and cache.static:
+            if mask is not None:
+                raise ValueError("a static cache step takes no padding mask")
+            x = self.embeddings(ids, start, cache.positions)
+            bias = cache.step_bias(x.dtype)
+        else:
+            x = self.embeddings(ids, start)
+            bias = self._self_bias(mask, ids.shape[1], start, x.dtype)
         kv: CrossKV | None
         if context is None:
             kv = None
@@ -275,7 +321,7 @@ class TextTransformer(nn.Module):
             else:
                 x = self._layer(layer, i, x, bias, kv, cache)
         if cache is not None:
-            cache.length += ids.shape[1]
+            cache.advance(ids.shape[1])
         return x
 
     def _layer(
