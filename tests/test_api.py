@@ -104,6 +104,8 @@ def test_caption_config_defaults() -> None:
     nucleus = caption_config(sample=True)
     assert (nucleus.do_sample, nucleus.top_p, nucleus.top_k, nucleus.repetition_penalty) == (True, 0.9, 50, 1.1)
     assert caption_config(num_captions=5).num_beams == 5
+    with pytest.raises(ValueError, match="num_beams must be >= 1, got 0"):
+        caption_config(num_beams=0)  # not silently greedy
 
 
 def test_bad_image_raises_naming_it(blip, tmp_path) -> None:
@@ -187,3 +189,33 @@ def test_device_and_dtype(models, images, caplog) -> None:
 def test_image_inputs_as_bytes_io_are_rejected_clearly(blip) -> None:
     with pytest.raises(TypeError, match="BytesIO"):
         blip.caption([io.BytesIO(b"x")], max_length=8)  # type: ignore[list-item]
+
+
+def test_one_image_as_memoryview_and_bad_bytes_named_by_position(blip, images) -> None:
+    data = Path(images[0]).read_bytes()
+    (one,) = blip.caption(memoryview(data), max_length=8)
+    assert one.image == "<bytes #0>" and one.caption == blip.caption(images[0], max_length=8)[0].caption
+    with pytest.raises(ImageError, match=r"^<bytes #2>: not an image"):
+        blip.caption([data, data, b"junk"], max_length=8, batch_size=1)
+
+
+def test_text_inputs_are_checked_before_any_image_is_read(blip, models, tmp_path) -> None:
+    missing = str(tmp_path / "missing.png")  # would be an ImageError if it were read first
+    with pytest.raises(ValueError, match=r"text 1 is empty \('!!!' after cleaning\)"):
+        blip.match(missing, ["a dog", "!!!"])
+    with pytest.raises(TypeError, match="not one str"):
+        blip.classify(missing, "dog, cat")
+    vqa = openblip.load(models["vqa"], device="cpu")
+    with pytest.raises(ValueError, match="question 2 is empty"):  # counted over all images, not per batch
+        vqa.answer([missing] * 3, ["what?", "why?", "!!"], batch_size=1)
+    with pytest.raises(TypeError, match="not one str"):
+        vqa.answer(missing, "what?", candidates="yes")
+    texts = blip.open_index(tmp_path / "texts", IndexKind.TEXTS)
+    with pytest.raises(ValueError, match=r"text 1 is empty"):
+        blip.index_texts(texts, ["a dog", ""])
+    assert len(texts) == 0
+
+
+def test_a_pixel_limit_below_one_is_refused_at_load(models) -> None:
+    with pytest.raises(ValueError, match="max_pixels must be >= 1, got 0"):
+        openblip.load(models["full"], device="cpu", max_pixels=0)

@@ -31,10 +31,10 @@ from openblip.results import AnswerResult, CaptionResult, ClassifyResult, MatchR
 from openblip.tasks.caption import DEFAULT_PROMPT, caption_images
 from openblip.tasks.classify import DEFAULT_TEMPLATE, classify_images, prepare_labels
 from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, ModelIdentity, model_fingerprint
-from openblip.tasks.inputs import embed_images, embed_texts
+from openblip.tasks.inputs import check_text, embed_images, embed_texts
 from openblip.tasks.match import match_images_texts
 from openblip.tasks.retrieval import Hit, SearchOptions, search_images, search_texts
-from openblip.tasks.vqa import RANK_K, answer_questions, rank_answers
+from openblip.tasks.vqa import RANK_K, answer_questions, clean_question, rank_answers
 from openblip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ ImageInput = ImageSource  # path, bytes or PIL.Image.Image
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    if isinstance(images, str | os.PathLike | bytes | bytearray | Image.Image):
-        return [images]
+    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview | Image.Image):
+        return [images]  # one image (bytes are a sequence too, of ints)
     return list(images)
 
 
@@ -74,6 +74,8 @@ def caption_config(
     """Generation settings for captioning. Defaults are the original's: beam 3, max 20, min 5
     (lengths count [DEC] and the prompt); sampling is its nucleus setting (top_p 0.9, top_k 50,
     repetition_penalty 1.1). More captions than beams raise the beam count to the captions."""
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     if sample:
         return GenerationConfig(
             max_length=max_length,
@@ -109,6 +111,8 @@ class BlipPipeline:
         self.model: Blip = loaded.model.eval()
         self.tokenizer: Tokenizer = loaded.tokenizer
         self.source: SourceInfo = loaded.source
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
         self.image_size = image_size or loaded.config.vision.image_size
         self.max_pixels = max_pixels
 
@@ -128,9 +132,10 @@ class BlipPipeline:
         """Open and validate one image (ImageError naming it when it cannot be used)."""
         return load_image(source, max_pixels=self.max_pixels, name=name)
 
-    def pixels(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Load and preprocess: (B, 3, S, S) float32 at the model's input size."""
-        return self.preprocess([self.load_image(im) for im in images])
+    def pixels(self, images: Sequence[ImageInput], first: int = 0) -> torch.Tensor:
+        """Load and preprocess: (B, 3, S, S) float32 at the model's input size. An ImageError
+        names the image by path, or as "<bytes #i>" / "<image #i>" counting from `first`."""
+        return self.preprocess([self.load_image(im, image_name(im, first + i)) for i, im in enumerate(images)])
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Already loaded RGB images (load_image) -> (B, 3, S, S) float32."""
@@ -143,7 +148,7 @@ class BlipPipeline:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         for lo in range(0, len(items), batch_size):
             chunk = range(lo, min(len(items), lo + batch_size))
-            yield chunk, self.pixels([items[i] for i in chunk])
+            yield chunk, self.pixels([items[i] for i in chunk], lo)
 
     # ---- tasks -------------------------------------------------------------------------------------
     def caption(
@@ -206,11 +211,16 @@ class BlipPipeline:
         Without candidates the answer is generated (the original: beam 3, max_length 10,
         min_length 1, [DEC] counted). With candidates the best of them is chosen as the
         original's rank mode (top rank_k by first-token probability, then full likelihood).
-        An empty question raises ValueError."""
+        An empty question (nothing left after cleaning) raises ValueError naming it, before any
+        image is read."""
         items = _as_list(images)
         questions = [question] * len(items) if isinstance(question, str) else list(question)
         if len(questions) != len(items):
             raise ValueError(f"{len(questions)} questions for {len(items)} images")
+        for i, q in enumerate(questions):
+            clean_question(q, i)
+        if isinstance(candidates, str):
+            raise TypeError("candidates must be a sequence of answers, not one str")
         cfg = GenerationConfig(max_length=max_length, min_length=min_length, num_beams=num_beams)
         out: list[AnswerResult] = []
         for chunk, pixels in self._batches(items, batch_size):
@@ -232,9 +242,14 @@ class BlipPipeline:
         batch_size: int = 16,
     ) -> list[MatchResult]:
         """ITM probability and ITC cosine of every (image, text) pair, image-major. Texts are
-        cleaned as the original retrieval (pre_caption, 30 words) and cut to 35 tokens."""
+        cleaned as the original retrieval (pre_caption, 30 words) and cut to 35 tokens; a text
+        with nothing left ("", "!!!") raises ValueError naming it, before any image is read."""
         items = _as_list(images)
         text_list = [texts] if isinstance(texts, str) else list(texts)
+        if not text_list:
+            raise ValueError("no texts to match")
+        for i, t in enumerate(text_list):
+            check_text(t, i)
         out: list[MatchResult] = []
         for chunk, pixels in self._batches(items, batch_size):
             s = match_images_texts(self.model, self.tokenizer, pixels, text_list)
@@ -269,6 +284,8 @@ class BlipPipeline:
         """Zero-shot classification: the top_k labels per image with probabilities (softmax of
         ITC cosine / the model's temperature; with rerank > 0, of ITM logit + cosine over the
         best `rerank` labels)."""
+        if isinstance(labels, str):
+            raise TypeError("labels must be a sequence of labels, not one str")
         items = _as_list(images)
         label_set = prepare_labels(self.model, self.tokenizer, labels, template)
         out: list[ClassifyResult] = []
@@ -321,7 +338,12 @@ class BlipPipeline:
         return [r for r in rows if r is not None]
 
     def index_texts(self, index: EmbeddingIndex, texts: Sequence[str], *, batch_size: int = 256) -> list[int]:
-        """Add texts (key = the text) to a text index: their rows (existing rows for repeats)."""
+        """Add texts (key = the text) to a text index: their rows (existing rows for repeats). A
+        text with nothing left after the index's cleaning raises ValueError naming it."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not one str")
+        for i, t in enumerate(texts):
+            check_text(t, i, index.clean_texts)
         entries = [IndexEntry(t, text=t) for t in texts]
         embeds = self.embed_texts(list(texts), clean=index.clean_texts, batch_size=batch_size)
         index.add(entries, embeds)

@@ -19,23 +19,36 @@ DTYPES: dict[str, torch.dtype] = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto": cuda if available, else mps, else cpu."""
+    """ "auto": cuda if available, else mps, else cpu. An explicit device must exist here: a
+    ValueError naming it otherwise (rather than a RuntimeError deep inside the first `.to()`)."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         dev = torch.device(device)
     except RuntimeError as e:
         raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r} requested but this machine has {count} CUDA device(s)")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine")
     return dev
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and bool(mps.is_available())
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:

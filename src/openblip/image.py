@@ -56,7 +56,7 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-ImageSource = str | os.PathLike[str] | bytes | Image.Image
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
 
 
 def load_image(

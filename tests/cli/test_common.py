@@ -4,6 +4,7 @@ checks, --max-pixels resolution, and batched image loading with per-item errors.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -22,7 +23,11 @@ from openblip.cli.common import (
     check_run_arguments,
     images_of,
     item_batches,
+    load_items,
     max_pixels,
+    min_length_of,
+    require,
+    text_error,
 )
 from openblip.limits import DEFAULT_MAX_PIXELS
 from openblip.model.blip import Blip
@@ -140,3 +145,64 @@ def test_item_batches_load_in_order_with_an_error_per_bad_item(
     assert "1640" in str(items[2].error)  # the pixel count that was refused
     assert [im.size for im in images_of(items)] == [(40, 30), (20, 20)]
     assert all(im.mode == "RGB" for im in images_of(items))
+
+
+def _pipeline(tmp_path: Path, model: Blip, max_pixels: int = 40 * 40):
+    from openblip.api import BlipPipeline
+    from openblip.checkpoint_io import LoadedModel, SourceFormat, SourceInfo
+    from openblip.tokenizer import Tokenizer
+
+    source = SourceInfo(SourceFormat.OPENBLIP, "models/tiny-caption", tmp_path, ())
+    return BlipPipeline(LoadedModel(model, Tokenizer.default(), model.cfg, source), max_pixels=max_pixels)
+
+
+class _Stdin:
+    def __init__(self, data: bytes, tty: bool = False) -> None:
+        self.buffer = io.BytesIO(data)
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def test_dash_reads_one_image_from_stdin(
+    tmp_path: Path, tiny_blip: Callable[[str, int], Blip], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = _pipeline(tmp_path, tiny_blip("caption", 0))
+    encoded = io.BytesIO()
+    Image.new("RGB", (30, 20), (10, 200, 30)).save(encoded, format="PNG")
+    monkeypatch.setattr(sys, "stdin", _Stdin(encoded.getvalue()))
+    (item,) = load_items(pipe, ["-"])
+    assert item.error is None and item.image is not None and item.image.size == (30, 20)
+    assert item.image.getpixel((0, 0)) == (10, 200, 30)
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"not an image"))
+    assert load_items(pipe, ["-"])[0].error == "-: not an image (unrecognised format or corrupt header)"
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"", tty=True))
+    assert load_items(pipe, ["-"])[0].error == "-: standard input is a terminal, not image data"
+
+
+def test_require_names_the_model(tmp_path: Path, tiny_blip: Callable[[str, int], Blip]) -> None:
+    from openblip.tasks.inputs import require_caption_decoder, require_heads
+
+    pipe = _pipeline(tmp_path, tiny_blip("caption", 0))
+    require(require_caption_decoder, pipe)
+    with pytest.raises(UsageError, match=r"^model models/tiny-caption: image-text matching needs the ITC/ITM heads"):
+        require(lambda m: require_heads(m, "image-text matching"), pipe)
+
+
+def test_min_length_is_capped_when_left_out_and_refused_when_contradictory() -> None:
+    def args(max_length: int, min_length: int | None) -> argparse.Namespace:
+        return argparse.Namespace(max_length=max_length, min_length=min_length)
+
+    assert min_length_of(args(20, None), default=5) == 5
+    assert min_length_of(args(3, None), default=5) == 3  # --max-length 3 alone is fine
+    assert min_length_of(args(8, 8), default=5) == 8
+    with pytest.raises(UsageError, match="--min-length 12 is greater than --max-length 8"):
+        min_length_of(args(8, 12), default=5)
+
+
+def test_text_error() -> None:
+    from openblip.tasks.inputs import check_text
+
+    assert text_error(check_text, "a dog", 0) is None
+    assert text_error(check_text, "!!!", 3) == "text 3 is empty ('!!!' after cleaning)"

@@ -80,3 +80,72 @@ def test_unknown_extension() -> None:
         check_output("x.xlsx")
     check_output(None)
     check_output("X.JSONL")
+
+
+def test_expand_inputs_keeps_a_path_once_however_spelled(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    got = expand_inputs(["d", "./d/", "d//a.png", str(tmp_path / "d" / "sub" / "b.png"), "-", "-", "missing.png"])
+    assert got == ["d/a.png", os.path.join("d", "sub", "b.png"), "-", "missing.png"]
+
+
+def test_read_list_ignores_a_byte_order_mark(tmp_path) -> None:
+    lines, js = tmp_path / "l.txt", tmp_path / "l.json"
+    lines.write_bytes("yes\nno\n".encode("utf-8-sig"))
+    js.write_bytes(json.dumps(["a", "b"]).encode("utf-8-sig"))
+    assert read_list(str(lines), "answers") == ["yes", "no"]
+    assert read_list(str(js), "answers") == ["a", "b"]
+
+
+def test_outputs_that_cannot_be_written_are_refused_up_front(tmp_path) -> None:
+    (tmp_path / "dir.jsonl").mkdir()
+    refused = {
+        str(tmp_path / "no" / "such" / "out.jsonl"): "no such directory",
+        str(tmp_path / "dir.jsonl"): "is a directory",
+        str(tmp_path / "new.csv") + "/": "is a directory",
+        "x.xlsx": "unknown extension",
+    }
+    for path, message in refused.items():
+        with pytest.raises(UsageError, match=message):
+            check_output(path)
+    check_output(str(tmp_path / "fine.parquet"))
+
+
+# A file name that is not valid UTF-8, as Python gives it (os.fsdecode: lone surrogates).
+UNDECODABLE = os.fsdecode(b"caf\xe9.png")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_writers_take_undecodable_file_names(tmp_path, suffix: str) -> None:
+    path = str(tmp_path / f"out{suffix}")
+    with RecordWriter(path) as w:
+        w.write({"image": UNDECODABLE, "captions": ["a", "b"]})
+        w.write({"image": "ü.png", "error": f"{UNDECODABLE}: broken"})
+    raw = Path(path).read_bytes() if suffix != ".parquet" else b""
+    raw.decode("utf-8")  # valid UTF-8 throughout
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in raw.decode().splitlines()]
+        assert rows[0]["image"] == UNDECODABLE and os.fsencode(rows[0]["image"]) == b"caf\xe9.png"
+        assert rows[1] == {"image": "ü.png", "error": f"{UNDECODABLE}: broken"}
+    elif suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+        assert rows[0]["image"] == "caf\ufffd.png" and rows[0]["captions"] == ["a", "b"]
+        assert rows[1]["image"] == "ü.png" and rows[1]["error"] == "caf\ufffd.png: broken"
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert [r["image"] for r in rows] == ["caf\ufffd.png", "ü.png"]
+
+
+def test_expand_inputs_follows_directory_links_once(tmp_path) -> None:
+    d = tmp_path / "d"
+    (d / "real").mkdir(parents=True)
+    (d / "real" / "x.png").write_bytes(b"x")
+    os.symlink(tmp_path / "elsewhere", d / "linked")  # a link to a directory outside d
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "y.png").write_bytes(b"y")
+    os.symlink(d, d / "real" / "loop")  # a cycle back to d
+    got = expand_inputs([str(d)])
+    assert got == [str(d / "linked" / "y.png"), str(d / "real" / "x.png")]

@@ -4,6 +4,7 @@ that runs `python -m openblip` in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -95,15 +96,20 @@ def cli():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop(MAX_PIXELS, None)
 
-    def run(*args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "openblip", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=cwd,
-            env={**env, **(extra_env or {})},
-        )
+    def run(
+        *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None, stdin: Path | None = None
+    ) -> Result:
+        """`python -m openblip ARGS`; `stdin`: a file to read standard input from."""
+        with open(stdin, "rb") if stdin is not None else contextlib.nullcontext() as fp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "openblip", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=cwd,
+                env={**env, **(extra_env or {})},
+                stdin=fp,
+            )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run

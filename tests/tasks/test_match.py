@@ -54,3 +54,10 @@ def test_errors(caption_model, full_model, tokenizer, pixels) -> None:
     with pytest.raises(ValueError, match="no texts"):
         match_images_texts(full_model, tokenizer, pixels, [])
     assert match_images_texts(full_model, tokenizer, pixels[:0], TEXTS).itm.shape == (0, 3)
+
+
+def test_a_text_with_nothing_left_is_refused_by_position(full_model, tokenizer, pixels) -> None:
+    with pytest.raises(ValueError, match=r"text 1 is empty \('!!!' after cleaning\)"):
+        match_images_texts(full_model, tokenizer, pixels, ["a dog", "!!!"])
+    with pytest.raises(ValueError, match=r"text 0 is empty \('  '\)"):
+        match_images_texts(full_model, tokenizer, pixels, ["  "], clean=False)

@@ -103,3 +103,9 @@ def test_search_texts(full_model, tokenizer, tmp_path, pixels) -> None:
 def test_options_validate() -> None:
     with pytest.raises(ValueError):
         SearchOptions(k=0)
+
+
+def test_an_empty_query_text_is_refused(full_model, tokenizer, gallery) -> None:
+    index, _paths, _ = gallery
+    with pytest.raises(ValueError, match=r"text 1 is empty \(' ' after cleaning\)"):
+        search_images(full_model, tokenizer, index, ["a dog", " "], _load, SearchOptions(k=2))

@@ -5,7 +5,14 @@ import torch
 
 from openblip.model.generate import GenerationConfig
 from openblip.model.text import lm_loss
-from openblip.tasks.vqa import VQA_GENERATION, answer_questions, clean_question, encode_questions, rank_answers
+from openblip.tasks.vqa import (
+    VQA_GENERATION,
+    answer_questions,
+    check_answer_length,
+    clean_question,
+    encode_questions,
+    rank_answers,
+)
 from openblip.text import pre_question
 
 QUESTIONS = ["What is on the table?", "how many?", "Is it red"]
@@ -77,3 +84,18 @@ def test_rank_errors(vqa_model, full_model, tokenizer, pixels) -> None:
         answer_questions(full_model, tokenizer, pixels, QUESTIONS)
     with pytest.raises(ValueError, match="2 questions for 3 images"):
         answer_questions(vqa_model, tokenizer, pixels, QUESTIONS[:2])
+
+
+def test_answer_lengths_the_decoder_cannot_honour(vqa_model, tokenizer, pixels) -> None:
+    check_answer_length(vqa_model, GenerationConfig(max_length=64))  # tiny: 64 positions
+    for max_length, message in ((1, "no room for an answer"), (65, "exceeds the model's 64 positions")):
+        cfg = GenerationConfig(max_length=max_length)
+        with pytest.raises(ValueError, match=message):
+            answer_questions(vqa_model, tokenizer, pixels[:0], [], cfg)  # refused even with no images
+
+
+def test_rank_refuses_blank_or_str_candidates(vqa_model, tokenizer, pixels) -> None:
+    with pytest.raises(ValueError, match=r"candidate answer 1 is empty \('  '\)"):
+        rank_answers(vqa_model, tokenizer, pixels[:1], QUESTIONS[:1], ["yes", "  "])
+    with pytest.raises(ValueError, match="non-empty list"):
+        rank_answers(vqa_model, tokenizer, pixels[:1], QUESTIONS[:1], "yes")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
@@ -60,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"openblip {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader left (`openblip caption DIR | head -1`): stop quietly, as other tools do.
+        # stdout goes to /dev/null so that Python's final flush does not fail again (see the
+        # Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 class UsageError(Exception):

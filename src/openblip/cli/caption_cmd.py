@@ -21,6 +21,7 @@ from openblip.cli.common import (
     images_of,
     item_batches,
     load_pipeline,
+    min_length_of,
     require,
 )
 from openblip.cli.io import RecordWriter, expand_inputs
@@ -39,7 +40,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, help="sampling seed (reproducible for the same inputs and batch size)")
     g.add_argument("--num-captions", type=int, default=1, help="captions per image (default: %(default)s)")
     g.add_argument("--max-length", type=int, default=20, help="tokens incl. [DEC] and prompt (default: %(default)s)")
-    g.add_argument("--min-length", type=int, default=5, help="tokens incl. [DEC] and prompt (default: %(default)s)")
+    g.add_argument("--min-length", type=int, help="tokens incl. [DEC] and prompt (default: 5, at most --max-length)")
     g.add_argument("--prompt", default="a picture of ", help="text to continue; '' for none (default: %(default)r)")
     g.add_argument("--repetition-penalty", type=float, help="default: 1.0 for beam search, 1.1 for sampling")
     g.add_argument("--length-penalty", type=float, default=1.0, help="beam search (default: %(default)s)")
@@ -58,12 +59,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--num-beams and --sample exclude each other")
     if args.num_captions < 1:
         raise UsageError(f"--num-captions must be >= 1, got {args.num_captions}")
+    min_length = min_length_of(args, default=5)
     try:
         cfg = caption_config(
             sample=args.sample,
             num_beams=3 if args.num_beams is None else args.num_beams,
             max_length=args.max_length,
-            min_length=args.min_length,
+            min_length=min_length,
             top_p=args.top_p,
             top_k=args.top_k,
             temperature=args.temperature,
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
-    require(require_caption_decoder, pipe.model)
+    require(require_caption_decoder, pipe)
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
             try:

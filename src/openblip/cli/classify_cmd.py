@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         labels = read_list(args.labels_file, "labels")
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
-    require(lambda m: require_heads(m, "zero-shot classification"), pipe.model)
+    require(lambda m: require_heads(m, "zero-shot classification"), pipe)
     label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "classify"):

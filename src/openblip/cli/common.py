@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
-from openblip.cli.io import check_output, progress_bar
+from openblip.cli.io import STDIN, check_output, progress_bar
 from openblip.limits import DEFAULT_MAX_PIXELS
 
 MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
@@ -85,12 +86,29 @@ def check_run_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
 
 
+def min_length_of(args: argparse.Namespace, *, default: int) -> int:
+    """--min-length, refused above --max-length when given; when left out, `default` capped at
+    --max-length (a short --max-length alone is no contradiction)."""
+    if args.min_length is None:
+        return min(default, max(args.max_length, 0))
+    if args.min_length > args.max_length:
+        raise UsageError(f"--min-length {args.min_length} is greater than --max-length {args.max_length}")
+    return int(args.min_length)
+
+
 def load_pipeline(
     args: argparse.Namespace, *, source: str | None = None, tokenizer: str | None = None, image_size: int | None = None
 ) -> BlipPipeline:
-    """The model named by --model (or `source`); any failure to load it is a usage error."""
+    """The model named by --model (or `source`); any failure to load it is a usage error, as is
+    a --device this machine does not have (said before the model is read)."""
     from openblip.api import load
+    from openblip.convert.fetch import is_hub_id
+    from openblip.device import resolve_device
 
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise UsageError(f"--device {args.device}: {e}") from e
     model = source or args.model
     try:
         return load(
@@ -102,16 +120,30 @@ def load_pipeline(
             max_pixels=max_pixels(args),
         )
     except (OSError, ValueError, ImportError, RuntimeError) as e:  # missing files, bad checkpoints, no network
-        raise UsageError(f"cannot load model {model}: {e}") from e
+        # "models/mine" is a hub id as much as a path: say that no such path exists here either
+        hub_only = is_hub_id(model) and not os.path.exists(os.path.expanduser(model))
+        where = " (no such local path; tried it as a hub id)" if hub_only else ""
+        raise UsageError(f"cannot load model {model}{where}: {e}") from e
 
 
-def require(check: Callable[[Blip], None], model: Blip) -> None:
-    """Run a capability check (tasks.inputs.require_*); its ValueError becomes a usage error:
-    the checkpoint cannot do what the command asks."""
+def text_error(check: Callable[[str, int], object], text: str, index: int) -> str | None:
+    """The message of the ValueError that `check(text, index)` raises (tasks.inputs.check_text,
+    tasks.vqa.clean_question), None when the text is usable: such a text gets error records,
+    the others run."""
     try:
-        check(model)
+        check(text, index)
     except ValueError as e:
-        raise UsageError(str(e)) from e
+        return str(e)
+    return None
+
+
+def require(check: Callable[[Blip], None], pipeline: BlipPipeline) -> None:
+    """Run a capability check (tasks.inputs.require_*) on the pipeline's model; its ValueError
+    becomes a usage error naming the model: the checkpoint cannot do what the command asks."""
+    try:
+        check(pipeline.model)
+    except ValueError as e:
+        raise UsageError(f"model {pipeline.source.source}: {e}") from e
 
 
 @dataclass
@@ -122,18 +154,26 @@ class Item:
 
 
 def load_items(pipeline: BlipPipeline, names: Sequence[str]) -> list[Item]:
-    """Open and validate each image; a failure is recorded on its item, never raised."""
+    """Open and validate each image; a failure is recorded on its item, never raised. The name
+    "-" is an image read from standard input (`cat photo.jpg | openblip caption -`)."""
     from openblip.image import ImageError
 
     items = []
     for name in names:
         try:
-            items.append(Item(name, pipeline.load_image(name)))
+            source = _read_stdin() if name == STDIN else name
+            items.append(Item(name, pipeline.load_image(source, name)))
         except ImageError as e:
             items.append(Item(name, error=str(e)))
         except (OSError, ValueError) as e:
             items.append(Item(name, error=f"{name}: {e}"))
     return items
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None or sys.stdin.isatty():
+        raise OSError("standard input is a terminal, not image data")
+    return sys.stdin.buffer.read()
 
 
 def images_of(items: Sequence[Item]) -> list[Image.Image]:

@@ -6,8 +6,8 @@ a JSON list) builds a text index instead, for `openblip search --image`. --model
 out when DIR exists (the model that built it is used); a different model is refused.
 
 Records: {"image", "row"} for each image added; {"image", "row", "skipped": "already indexed"};
-{"image", "error"} for an image that could not be used. With --texts: {"text", "row"} and
-{"text", "row", "skipped"}.
+{"image", "error"} for an image that could not be used. With --texts: {"text", "row"},
+{"text", "row", "skipped"}, and {"text", "error"} for a text with nothing left after cleaning.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    Item,
     add_command,
     add_model_arguments,
     add_run_arguments,
@@ -27,8 +28,9 @@ from openblip.cli.common import (
     load_items,
     load_pipeline,
     require,
+    text_error,
 )
-from openblip.cli.io import RecordWriter, expand_inputs, progress_bar, read_list
+from openblip.cli.io import STDIN, RecordWriter, expand_inputs, progress_bar, read_list
 
 if TYPE_CHECKING:
     from openblip.api import BlipPipeline
@@ -72,7 +74,7 @@ def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[Bli
     pipe = load_pipeline(args)
     from openblip.tasks.inputs import require_heads
 
-    require(lambda m: require_heads(m, "retrieval indexing"), pipe.model)
+    require(lambda m: require_heads(m, "retrieval indexing"), pipe)
     tok = None if args.tokenizer is None else str(Path(args.tokenizer).resolve())
     try:
         return pipe, pipe.open_index(args.index, kind, tokenizer=tok)
@@ -95,9 +97,11 @@ def run(args: argparse.Namespace) -> int:
     with RecordWriter(args.output) as out, progress_bar(len(names), "index") as bar:
         for batch in batches(names, args.batch_size):
             keys = [str(Path(n).expanduser().resolve()) for n in batch]
-            known = {n: index.row_of(k) for n, k in zip(batch, keys)}
-            todo = [n for n in batch if known[n] is None]
+            known = {n: None if n == STDIN else index.row_of(k) for n, k in zip(batch, keys)}
+            todo = [n for n in batch if known[n] is None and n != STDIN]
             items = {it.name: it for it in load_items(pipe, todo)}
+            if STDIN in batch:  # re-ranking reads indexed images again from their paths
+                items[STDIN] = Item(STDIN, error=f"{STDIN}: standard input cannot be indexed (give a file path)")
             good = [it for it in items.values() if it.error is None]
             rows = pipe.index_images(index, [it.name for it in good], images_of(good), batch_size=args.batch_size)
             added = dict(zip((it.name for it in good), rows))
@@ -114,11 +118,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _index_texts(args: argparse.Namespace, pipe: BlipPipeline, index: EmbeddingIndex, texts: list[str]) -> int:
+    from openblip.tasks.inputs import check_text
+
+    clean = index.clean_texts
+    errors = {t: text_error(lambda t, i: check_text(t, i, clean), t, i) for i, t in enumerate(texts)}
     known = {t: index.row_of(t) for t in texts}
-    pipe.index_texts(index, [t for t in dict.fromkeys(texts) if known[t] is None])
+    pipe.index_texts(index, [t for t in dict.fromkeys(texts) if known[t] is None and errors[t] is None])
     with RecordWriter(args.output) as out:
         for t in texts:
-            if known[t] is not None:
+            if errors[t] is not None:
+                out.write({"text": t, "error": errors[t]})
+            elif known[t] is not None:
                 out.write({"text": t, "row": known[t], "skipped": "already indexed"})
             else:
                 out.write({"text": t, "row": index.row_of(t)})

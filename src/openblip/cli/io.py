@@ -3,11 +3,15 @@
 Inputs: arguments naming files or directories; directories are expanded recursively to their
 files, sorted (hidden files and directories, names starting with ".", are skipped). Every file
 is an item: a non-image file becomes that item's error record, not a silent skip. An argument
-that does not exist is kept as an item too (its record says so).
+that does not exist is kept as an item too (its record says so). "-" is one image read from
+standard input. A path reached twice (a directory given twice, "d" and "./d/x.png") is one item.
 
 Outputs: one JSON object per item on stdout (JSON lines), or `--output FILE` whose extension
 picks the format: .jsonl (streamed), .parquet or .csv (written when the run ends; columns are
 the union of the records' fields in first-seen order; in CSV, list values are JSON-encoded).
+Output is UTF-8. File names that are not valid UTF-8 (Python holds their bytes as lone
+surrogates) are written as JSON \\udcXX escapes in JSON lines, which json.loads turns back into
+the same name, and with U+FFFD in place of the bad bytes in Parquet and CSV.
 """
 
 from __future__ import annotations
@@ -27,35 +31,47 @@ if TYPE_CHECKING:  # imported when a bar is made: `openblip --help` does not nee
 
 Record = dict[str, Any]
 OUTPUT_FORMATS = (".jsonl", ".parquet", ".csv")
+STDIN = "-"  # an input argument naming standard input
 
 
 def expand_inputs(args: Sequence[str]) -> list[str]:
     """Files named or found under the directories named, in argument order (each directory
-    sorted); duplicates kept once. A directory without files stays an item of its own, so that
-    it gets an error record rather than vanishing."""
+    sorted); a path reached twice, however spelled ("d/x.png", "./d//x.png"), is kept once, as
+    first spelled. A directory without files stays an item of its own, so that it gets an error
+    record rather than vanishing."""
     out: list[str] = []
     seen: set[str] = set()
     for arg in args:
         paths = (_walk(arg) or [arg]) if os.path.isdir(arg) else [arg]
         for p in paths:
-            if p not in seen:
-                seen.add(p)
+            key = p if p == STDIN else os.path.normpath(os.path.abspath(p))
+            if key not in seen:
+                seen.add(key)
                 out.append(p)
     return out
 
 
 def _walk(directory: str) -> list[str]:
+    """Files under `directory`, sorted. Symbolic links to directories are followed (a data set
+    assembled from links is common), each real directory once, so a link cycle ends."""
     found: list[str] = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    visited: set[str] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # deterministic: which link is seen first
         found += [os.path.join(root, f) for f in files if not f.startswith(".")]
     return sorted(found)
 
 
 def read_list(path: str, what: str) -> list[str]:
-    """Strings from a file: a JSON list of strings, or one per line (blank lines skipped)."""
+    """Strings from a file: a JSON list of strings, or one per line (blank lines skipped). A
+    UTF-8 byte-order mark (as Windows editors write) is ignored."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read {what} file {path}: {e}") from e
     if text.lstrip().startswith("["):
@@ -75,9 +91,20 @@ def read_list(path: str, what: str) -> list[str]:
 
 # ---- output ---------------------------------------------------------------------------------------
 def check_output(path: str | None) -> None:
-    """Refuse an unknown output extension before any work is done."""
-    if path is not None and Path(path).suffix.lower() not in OUTPUT_FORMATS:
+    """Refuse an output that cannot be written before any work is done: an unknown extension,
+    a directory, a folder that does not exist or cannot be written to. (Parquet and CSV are
+    written when the run ends: finding out then would throw the whole run away.)"""
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in OUTPUT_FORMATS:
         raise UsageError(f"--output {path}: unknown extension; use one of {', '.join(OUTPUT_FORMATS)}")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        raise UsageError(f"--output {path}: is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"--output {path}: not writable")
 
 
 class RecordWriter:
@@ -92,16 +119,24 @@ class RecordWriter:
         self._rows: list[Record] = []
         self._stream: IO[str] | None = None
         if self.suffix == ".jsonl":
-            self._stream = sys.stdout if path is None else open(path, "w", encoding="utf-8")  # noqa: SIM115
+            try:
+                self._stream = sys.stdout if path is None else open(path, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as e:
+                raise UsageError(f"--output {path}: cannot write ({e.strerror or e})") from e
 
     def write(self, record: Record) -> None:
         self.failed |= "error" in record
         self.count += 1
         if self._stream is not None:
-            self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+            line = json.dumps(record, ensure_ascii=False)
+            try:
+                line.encode("utf-8")  # lone surrogates (undecodable file names) are not UTF-8
+                self._stream.write(line + "\n")
+            except UnicodeEncodeError:  # ... nor can a stream in another encoding take every text
+                self._stream.write(json.dumps(record) + "\n")  # ASCII with \\u escapes: the same JSON value
             self._stream.flush()
         else:
-            self._rows.append(record)
+            self._rows.append({k: _valid_text(v) for k, v in record.items()})
 
     def write_all(self, records: Iterable[Record]) -> None:
         for r in records:
@@ -124,6 +159,20 @@ class RecordWriter:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+
+def _valid_text(value: Any) -> Any:
+    """`value` with strings made valid UTF-8 (lone surrogates, from undecodable file names,
+    become U+FFFD): Parquet and CSV cannot hold them."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    return value
 
 
 def _columns(rows: Sequence[Record]) -> list[str]:

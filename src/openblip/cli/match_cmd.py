@@ -4,7 +4,8 @@ Records: {"image", "text", "itm_score", "itc_score"} per (image, text) pair, ima
 itm_score is the ITM probability that they match (softmax of the ITM head, [ENC] first),
 itc_score the cosine of the ITC features (no temperature). Texts are cleaned as the original
 retrieval (lowercase, punctuation removed, 30 words) and truncated to 35 tokens. An image that
-could not be used gives {"image", "text", "error"} for each text.
+could not be used gives {"image", "text", "error"} for each text, and so does a text with
+nothing left after cleaning ("", "!!!") for each image.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from openblip.cli.common import (
     item_batches,
     load_pipeline,
     require,
+    text_error,
 )
 from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
@@ -37,25 +39,31 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openblip.tasks.inputs import require_heads
+    from openblip.tasks.inputs import check_text, require_heads
     from openblip.tasks.match import match_images_texts
 
     check_run_arguments(args)
     texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
+    text_errors = [text_error(check_text, t, i) for i, t in enumerate(texts)]
+    good = [t for t, err in zip(texts, text_errors) if err is None]
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
-    require(lambda m: require_heads(m, "image-text matching"), pipe.model)
+    require(lambda m: require_heads(m, "image-text matching"), pipe)
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "match"):
-            scores = match_images_texts(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), texts)
+            pixels = pipe.preprocess(images_of(items))
+            scores = match_images_texts(pipe.model, pipe.tokenizer, pixels, good) if good else None
             row = 0
             for it in items:
-                for j, t in enumerate(texts):
-                    if it.error is not None:
-                        out.write({"image": it.name, "text": t, "error": it.error})
-                    else:
-                        itm, itc = float(scores.itm[row, j]), float(scores.itc[row, j])
-                        out.write({"image": it.name, "text": t, "itm_score": itm, "itc_score": itc})
+                column = 0
+                for t, err in zip(texts, text_errors):
+                    if it.error is not None or err is not None:
+                        out.write({"image": it.name, "text": t, "error": it.error or err})
+                        continue
+                    assert scores is not None
+                    itm, itc = float(scores.itm[row, column]), float(scores.itc[row, column])
+                    out.write({"image": it.name, "text": t, "itm_score": itm, "itc_score": itc})
+                    column += 1
                 if it.error is None:
                     row += 1
     return out.exit_code

@@ -10,7 +10,8 @@ Records, one per result, best first: {"text", "rank", "image", "score", "itc_sco
 "itm_score"} for --text queries; {"image", "rank", "text", "score", "itc_score", "itm_score"}
 for --image queries. rank starts at 1; score is itm_logit + itc_score for re-ranked results
 and itc_score otherwise; itm_score is the ITM probability of match (null when not re-ranked).
-{"image", "error"} for a query image that could not be used.
+{"image", "error"} for a query image that could not be used; {"text", "error"} for a query
+text with nothing left after cleaning ("", "!!!").
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from openblip.cli.common import (
     check_run_arguments,
     images_of,
     item_batches,
+    text_error,
 )
 from openblip.cli.index_cmd import open_for_model
 from openblip.cli.io import RecordWriter
@@ -65,6 +67,7 @@ def _result(query: dict[str, Any], rank: int, hit: Hit, found_field: str, found:
 
 
 def run(args: argparse.Namespace) -> int:
+    from openblip.tasks.inputs import check_text
     from openblip.tasks.retrieval import SearchOptions
 
     check_run_arguments(args)
@@ -76,11 +79,22 @@ def run(args: argparse.Namespace) -> int:
     if index.kind.value != expected:
         flag = "--text" if args.text else "--image"
         raise UsageError(f"{flag} searches an index of {expected}; {args.index} holds {index.kind.value}")
+    if len(index) == 0:  # every item given to `openblip index` failed: no query could find anything
+        raise UsageError(f"--index {args.index}: the index is empty (nothing was added to it)")
+    if args.nlist > len(index):
+        raise UsageError(f"--nlist {args.nlist}: more lists than the {len(index)} indexed rows")
     try:
         with RecordWriter(args.output) as out:
             if args.text:
-                for text, hits in zip(args.text, pipe.search_images(index, args.text, options)):
-                    for rank, h in enumerate(hits, 1):
+                clean = index.clean_texts
+                errors = [text_error(lambda t, i: check_text(t, i, clean), t, i) for i, t in enumerate(args.text)]
+                good = [t for t, err in zip(args.text, errors) if err is None]
+                found = iter(pipe.search_images(index, good, options) if good else [])
+                for text, err in zip(args.text, errors):
+                    if err is not None:
+                        out.write({"text": text, "error": err})
+                        continue
+                    for rank, h in enumerate(next(found), 1):
                         out.write(_result({"text": text}, rank, h, "image", h.entry.path))
                 return out.exit_code
             for items in item_batches(pipe, args.image, args.batch_size, "search"):

@@ -22,7 +22,9 @@ from openblip.cli.common import (
     images_of,
     item_batches,
     load_pipeline,
+    min_length_of,
     require,
+    text_error,
 )
 from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rank-k", type=int, default=128, help="candidates scored in full (default: %(default)s)")
     p.add_argument("--num-beams", type=int, default=3, help="generation beams (default: %(default)s)")
     p.add_argument("--max-length", type=int, default=10, help="answer tokens incl. [DEC] (default: %(default)s)")
-    p.add_argument("--min-length", type=int, default=1, help="answer tokens incl. [DEC] (default: %(default)s)")
+    p.add_argument("--min-length", type=int, help="answer tokens incl. [DEC] (default: 1)")
     add_model_arguments(p)
     add_run_arguments(p)
     p.set_defaults(run=run)
@@ -44,26 +46,27 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from openblip.model.generate import GenerationConfig
     from openblip.tasks.inputs import require_vqa
-    from openblip.tasks.vqa import answer_questions, clean_question, rank_answers
+    from openblip.tasks.vqa import answer_questions, check_answer_length, clean_question, rank_answers
 
     check_run_arguments(args)
     if args.rank_k < 1:
         raise UsageError(f"--rank-k must be >= 1, got {args.rank_k}")
     try:
-        cfg = GenerationConfig(max_length=args.max_length, min_length=args.min_length, num_beams=args.num_beams)
+        cfg = GenerationConfig(
+            max_length=args.max_length, min_length=min_length_of(args, default=1), num_beams=args.num_beams
+        )
     except ValueError as e:
         raise UsageError(str(e)) from e
     candidates = read_list(args.answers, "answers") if args.answers else None
-    questions: list[tuple[str, str | None]] = []  # (as given, error)
-    for i, q in enumerate(args.question):
-        try:
-            clean_question(q, i)
-            questions.append((q, None))
-        except ValueError as e:
-            questions.append((q, str(e)))
+    questions = [(q, text_error(clean_question, q, i)) for i, q in enumerate(args.question)]  # (as given, error)
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
-    require(require_vqa, pipe.model)
+    require(require_vqa, pipe)
+    if candidates is None:
+        try:
+            check_answer_length(pipe.model, cfg)
+        except ValueError as e:
+            raise UsageError(f"--max-length: {e}") from e
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "vqa"):
             pixels = pipe.preprocess(images_of(items))

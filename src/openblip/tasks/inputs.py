@@ -35,10 +35,23 @@ def tokenize(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int, device
 
 def clean_texts(texts: Sequence[str], clean: bool) -> list[str]:
     """pre_caption(text, 30) as the original retrieval evaluation does, or the texts as given."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not one str")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
     return [pre_caption(t, CAPTION_MAX_WORDS) for t in texts] if clean else list(texts)
+
+
+def check_text(text: str, index: int, clean: bool = True) -> str:
+    """A query text as the model will read it (pre_caption(text, 30) when `clean`). A text with
+    nothing left ("", "  ", "!!!") is a ValueError naming it: the model would still score
+    [CLS] [SEP] alone, and that score says nothing about the text."""
+    (cleaned,) = clean_texts([text], clean)
+    if not cleaned.strip():
+        shown = f"{text!r} after cleaning" if clean else repr(text)
+        raise ValueError(f"text {index} is empty ({shown})")
+    return cleaned
 
 
 # ---- checkpoint capabilities --------------------------------------------------------------------

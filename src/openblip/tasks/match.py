@@ -17,6 +17,7 @@ import torch
 from openblip.model.blip import Blip
 from openblip.tasks.inputs import (
     RETRIEVAL_MAX_TOKENS,
+    check_text,
     clean_texts,
     encode_images,
     require_heads,
@@ -65,11 +66,13 @@ def match_images_texts(
     clean: bool = True,
     max_tokens: int = RETRIEVAL_MAX_TOKENS,
 ) -> MatchScores:
-    """ITM and ITC scores of every image of pixels (B, 3, S, S) with every text: (B, T) each."""
+    """ITM and ITC scores of every image of pixels (B, 3, S, S) with every text: (B, T) each.
+    A text that is empty after cleaning is a ValueError naming it (inputs.check_text)."""
     require_heads(model, "image-text matching")
     if not texts:
         raise ValueError("no texts to match")
-    cleaned = clean_texts(texts, clean)
+    clean_texts(texts, clean)  # type checks first
+    cleaned = [check_text(t, i, clean) for i, t in enumerate(texts)]
     ids, mask = tokenize(tokenizer, cleaned, token_limit(model, max_tokens), model.device)
     if pixels.shape[0] == 0:
         empty = torch.zeros(0, len(texts))

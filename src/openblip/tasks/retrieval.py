@@ -22,6 +22,7 @@ from openblip.model.blip import Blip
 from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, Neighbors, RetrievalIndexError
 from openblip.tasks.inputs import (
     RETRIEVAL_MAX_TOKENS,
+    check_text,
     clean_texts,
     embed_texts,
     encode_images,
@@ -92,11 +93,13 @@ def search_images(
     load_pixels: PixelLoader,
     options: SearchOptions = SearchOptions(),
 ) -> list[list[Hit]]:
-    """Images of an image index for each text, best first."""
+    """Images of an image index for each text, best first (a text empty after cleaning is a
+    ValueError naming it)."""
     require_heads(model, "retrieval")
     if index.kind is not IndexKind.IMAGES:
         raise RetrievalIndexError(f"{index.directory}: an index of {index.kind.value}; searching images needs images")
-    cleaned = clean_texts(texts, index.clean_texts)
+    clean_texts(texts, index.clean_texts)  # type checks first
+    cleaned = [check_text(t, i, index.clean_texts) for i, t in enumerate(texts)]
     queries = embed_texts(model, tokenizer, cleaned, clean=False)
     nb = index.search(queries, max(options.k, options.rerank), use_faiss=options.use_faiss, nlist=options.nlist)
     ids, mask = tokenize(tokenizer, cleaned, token_limit(model, RETRIEVAL_MAX_TOKENS), model.device)

@@ -59,6 +59,15 @@ def clean_question(question: str, index: int = 0) -> str:
     return cleaned
 
 
+def check_answer_length(model: Blip, cfg: GenerationConfig) -> None:
+    """Generation lengths the answer decoder can honour: [DEC] and at least one token, within
+    its position embeddings (ValueError otherwise)."""
+    if cfg.max_length < 2:
+        raise ValueError(f"max_length {cfg.max_length} leaves no room for an answer after [DEC]")
+    if cfg.max_length > model.cfg.text.max_positions:
+        raise ValueError(f"max_length {cfg.max_length} exceeds the model's {model.cfg.text.max_positions} positions")
+
+
 def encode_questions(
     model: Blip, tokenizer: Tokenizer, pixels: torch.Tensor, questions: Sequence[str]
 ) -> QuestionStates:
@@ -81,6 +90,7 @@ def answer_questions(
     cfg: GenerationConfig = VQA_GENERATION,
 ) -> list[Answer]:
     """Open-ended answers, one per (image, question) pair of the batch."""
+    check_answer_length(model, cfg)
     if pixels.shape[0] == 0:
         return []
     states = encode_questions(model, tokenizer, pixels, questions)
@@ -109,8 +119,11 @@ def rank_answers(
     k: int = RANK_K,
 ) -> list[Answer]:
     """The best candidate for each (image, question), as the original's rank mode."""
-    if not candidates:
-        raise ValueError("the candidate answer list is empty")
+    if isinstance(candidates, str) or not candidates:
+        raise ValueError("candidates must be a non-empty list of answers")
+    for i, answer in enumerate(candidates):
+        if not isinstance(answer, str) or not answer.strip():
+            raise ValueError(f"candidate answer {i} is empty ({answer!r})")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if pixels.shape[0] == 0:
