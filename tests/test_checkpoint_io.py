@@ -69,3 +69,12 @@ def test_export_hf_refuses_pretraining_layout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="transformers has no class"):
         export_hf(model, Tokenizer.default(), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", [0, 50, 100_000])
+def test_image_size_checked_before_resizing(caption_dir: Path, size: int) -> None:
+    """A size that is no multiple of the patch, or absurdly large, is refused up front (100000 px
+    would otherwise allocate a 39M-position table before failing)."""
+    with pytest.raises(ValueError, match=f"image_size {size} must be a positive multiple"):
+        load_model(caption_dir, image_size=size)
+    assert load_model(caption_dir, image_size=96).model.visual_encoder.pos_embed.shape[1] == 1 + 6 * 6

@@ -114,12 +114,18 @@ def build_model(
     return model.to(device).eval(), notes
 
 
+# Largest input side accepted: 4096 px is 65,536 patches of 16 px, already far past any use of a
+# 384 px model; larger sizes would allocate the resized position table before any error.
+MAX_IMAGE_SIZE = 4096
+
+
 def _with_image_size(cfg: BlipConfig, image_size: int | None) -> BlipConfig:
     if image_size is None or image_size == cfg.vision.image_size:
         return cfg
-    if image_size <= 0 or image_size % cfg.vision.patch_size:
+    if image_size <= 0 or image_size % cfg.vision.patch_size or image_size > MAX_IMAGE_SIZE:
         raise ValueError(
-            f"image_size {image_size} must be a positive multiple of the patch size {cfg.vision.patch_size}"
+            f"image_size {image_size} must be a positive multiple of the patch size {cfg.vision.patch_size}, "
+            f"at most {MAX_IMAGE_SIZE}"
         )
     return cfg.replace(vision=dataclasses.replace(cfg.vision, image_size=image_size))
 

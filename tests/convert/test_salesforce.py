@@ -120,6 +120,11 @@ def test_bare_state_dict_and_bad_contents(tmp_path: Path, original_state) -> Non
     (tmp_path / "text.pth").write_text("not a zip")
     with pytest.raises(CheckpointError, match=r"text\.pth: refused or unreadable"):
         read_checkpoint(tmp_path / "text.pth")
+    # a file of another kind: named, and never the unsafe "retry with weights_only=False" advice
+    (tmp_path / "photo.pth").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(CheckpointError, match=r"photo\.pth: refused or unreadable .*not a pickle of tensors") as err:
+        read_checkpoint(tmp_path / "photo.pth")
+    assert "weights_only` set to `False`" not in str(err.value) and "will likely succeed" not in str(err.value)
 
 
 def test_vqa_decoder_must_read_text_width(original_state) -> None:

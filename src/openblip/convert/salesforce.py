@@ -73,7 +73,23 @@ def safe_torch_load(path: str | Path) -> Any:
     except FileNotFoundError:
         raise
     except Exception as e:  # UnpicklingError for refused globals; RuntimeError for corrupt zips
-        raise CheckpointError(f"{path}: refused or unreadable torch checkpoint (weights_only=True): {e}") from e
+        raise CheckpointError(
+            f"{path}: refused or unreadable torch checkpoint ({_reason(e)}); openblip loads tensors only "
+            "(weights_only=True) and never runs code from a pickle"
+        ) from e
+
+
+def _reason(err: Exception) -> str:
+    """The gist of torch.load's error, without its advice to retry with weights_only=False
+    (unsafe, and never what a user of a checkpoint reader should do)."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:  # not a pickle of tensors: a PNG, a code-running pickle...
+        text = "not a pickle of tensors: " + text.split("WeightsUnpickler error:", 1)[1]
+        text = text.split("Check the documentation", 1)[0]
+    elif isinstance(err, KeyError):
+        text = f"not a torch checkpoint (missing record {err})"
+    text = " ".join(text.split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _layer_count(state: Mapping[str, torch.Tensor], prefix: str) -> int:
