@@ -24,6 +24,7 @@ from openblip.cli.common import (
     min_length_of,
     require,
 )
+from openblip.cli.guard import ModelGuard
 from openblip.cli.io import RecordWriter, expand_inputs
 
 
@@ -80,10 +81,16 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(require_caption_decoder, pipe)
+    guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
             try:
-                caps = caption_images(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(items)), cfg, args.prompt)
+                caps = guard.items(
+                    items,
+                    lambda good: caption_images(
+                        pipe.model, pipe.tokenizer, pipe.preprocess(images_of(good)), cfg, args.prompt
+                    ),
+                )
             except ValueError as e:  # settings the model cannot honour (prompt or lengths)
                 raise UsageError(str(e)) from e
             done = iter(caps)

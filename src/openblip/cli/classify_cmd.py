@@ -24,6 +24,7 @@ from openblip.cli.common import (
     load_pipeline,
     require,
 )
+from openblip.cli.guard import ModelGuard
 from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
@@ -60,11 +61,21 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "zero-shot classification"), pipe)
     label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
+    guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "classify"):
-            pixels = pipe.preprocess(images_of(items))
             results = iter(
-                classify_images(pipe.model, pipe.tokenizer, pixels, label_set, top_k=args.top_k, rerank=args.rerank)
+                guard.items(
+                    items,
+                    lambda good: classify_images(
+                        pipe.model,
+                        pipe.tokenizer,
+                        pipe.preprocess(images_of(good)),
+                        label_set,
+                        top_k=args.top_k,
+                        rerank=args.rerank,
+                    ),
+                )
             )
             for it in items:
                 if it.error is not None:

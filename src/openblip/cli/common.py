@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
-from openblip.cli.io import STDIN, check_output, progress_bar
+from openblip.cli.io import STDIN, UnusableInput, check_output, progress_bar
 from openblip.limits import DEFAULT_MAX_PIXELS
 
 MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
@@ -57,7 +57,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--batch-size", type=int, default=batch_size, help="images per batch (default: %(default)s)")
-    g.add_argument("--output", help="write records to FILE (.jsonl, .parquet or .csv) instead of stdout")
+    g.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write records to FILE (.jsonl, .parquet or .csv) instead of stdout; .parquet/.csv records are "
+        "streamed to FILE.partial.jsonl and converted when the run ends (a killed run leaves that file, "
+        "holding every finished record)",
+    )
     g.add_argument(
         "--max-pixels",
         type=int,
@@ -160,6 +166,9 @@ def load_items(pipeline: BlipPipeline, names: Sequence[str]) -> list[Item]:
 
     items = []
     for name in names:
+        if isinstance(name, UnusableInput):  # a named pipe found in a directory: never opened
+            items.append(Item(str(name), error=name.error))
+            continue
         try:
             source = _read_stdin() if name == STDIN else name
             items.append(Item(name, pipeline.load_image(source, name)))

@@ -30,6 +30,7 @@ from openblip.cli.common import (
     require,
     text_error,
 )
+from openblip.cli.guard import ModelFailure, ModelGuard
 from openblip.cli.io import STDIN, RecordWriter, expand_inputs, progress_bar, read_list
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return _index_texts(args, pipe, index, texts)
     names = expand_inputs(args.images)
     pipe, index = open_for_model(args, "images")
+    guard = ModelGuard()
     with RecordWriter(args.output) as out, progress_bar(len(names), "index") as bar:
         for batch in batches(names, args.batch_size):
             keys = [str(Path(n).expanduser().resolve()) for n in batch]
@@ -102,9 +104,11 @@ def run(args: argparse.Namespace) -> int:
             items = {it.name: it for it in load_items(pipe, todo)}
             if STDIN in batch:  # re-ranking reads indexed images again from their paths
                 items[STDIN] = Item(STDIN, error=f"{STDIN}: standard input cannot be indexed (give a file path)")
-            good = [it for it in items.values() if it.error is None]
-            rows = pipe.index_images(index, [it.name for it in good], images_of(good), batch_size=args.batch_size)
-            added = dict(zip((it.name for it in good), rows))
+            rows = guard.items(
+                list(items.values()),
+                lambda ok: pipe.index_images(index, [it.name for it in ok], images_of(ok), batch_size=args.batch_size),
+            )
+            added = dict(zip((it.name for it in items.values() if it.error is None), rows))
             for n in batch:
                 row = known[n]
                 if row is not None:
@@ -123,7 +127,10 @@ def _index_texts(args: argparse.Namespace, pipe: BlipPipeline, index: EmbeddingI
     clean = index.clean_texts
     errors = {t: text_error(lambda t, i: check_text(t, i, clean), t, i) for i, t in enumerate(texts)}
     known = {t: index.row_of(t) for t in texts}
-    pipe.index_texts(index, [t for t in dict.fromkeys(texts) if known[t] is None and errors[t] is None])
+    todo = [t for t in dict.fromkeys(texts) if known[t] is None and errors[t] is None]
+    for t, r in zip(todo, ModelGuard().run(todo, lambda ts: pipe.index_texts(index, ts))):
+        if isinstance(r, ModelFailure):
+            errors[t] = r.message
     with RecordWriter(args.output) as out:
         for t in texts:
             if errors[t] is not None:

@@ -2,13 +2,21 @@
 
 Inputs: arguments naming files or directories; directories are expanded recursively to their
 files, sorted (hidden files and directories, names starting with ".", are skipped). Every file
-is an item: a non-image file becomes that item's error record, not a silent skip. An argument
-that does not exist is kept as an item too (its record says so). "-" is one image read from
-standard input. A path reached twice (a directory given twice, "d" and "./d/x.png") is one item.
+is an item: a non-image file becomes that item's error record, not a silent skip. A named pipe,
+socket or device found in a directory is an item whose record says "not a regular file" (it is
+never opened: reading a pipe nobody writes to would hang the run; a pipe named on the command
+line, such as bash's `<(...)`, is read as given). A subdirectory that cannot be read is an item
+whose record names it, rather than vanishing. An argument that does not exist is kept as an item
+too (its record says so). "-" is one image read from standard input. A path reached twice (a
+directory given twice, "d" and "./d/x.png") is one item.
 
 Outputs: one JSON object per item on stdout (JSON lines), or `--output FILE` whose extension
-picks the format: .jsonl (streamed), .parquet or .csv (written when the run ends; columns are
-the union of the records' fields in first-seen order; in CSV, list values are JSON-encoded).
+picks the format: .jsonl (streamed, flushed per record), .parquet or .csv (columns are the
+union of the records' fields in first-seen order; in CSV, list values are JSON-encoded). Those
+two cannot be appended to, so every record is streamed as it is produced, flushed, to the
+sidecar `FILE.partial.jsonl` (JSON lines as above), which is converted to FILE when the run ends
+and then deleted: a run that is killed or crashes leaves the sidecar holding every record
+finished before it died ("a batch job loses nothing already done").
 Output is UTF-8. File names that are not valid UTF-8 (Python holds their bytes as lone
 surrogates) are written as JSON \\udcXX escapes in JSON lines, which json.loads turns back into
 the same name, and with U+FFFD in place of the bad bytes in Parquet and CSV.
@@ -19,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,6 +41,25 @@ if TYPE_CHECKING:  # imported when a bar is made: `openblip --help` does not nee
 Record = dict[str, Any]
 OUTPUT_FORMATS = (".jsonl", ".parquet", ".csv")
 STDIN = "-"  # an input argument naming standard input
+PARTIAL_SUFFIX = ".partial.jsonl"  # FILE.parquet -> FILE.parquet.partial.jsonl while the run goes on
+
+
+class UnusableInput(str):
+    """An input path known to be unusable before it is opened (a named pipe found in a
+    directory, a directory that cannot be read): a str, so it travels with the other paths, and
+    carries the `error` its record gets (common.load_items)."""
+
+    error: str
+
+    def __new__(cls, path: str, error: str) -> UnusableInput:
+        self = super().__new__(cls, path)
+        self.error = error
+        return self
+
+
+def partial_path(path: str) -> str:
+    """The sidecar that holds the records of a .parquet/.csv output while the run goes on."""
+    return path + PARTIAL_SUFFIX
 
 
 def expand_inputs(args: Sequence[str]) -> list[str]:
@@ -53,18 +81,44 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
 
 def _walk(directory: str) -> list[str]:
     """Files under `directory`, sorted. Symbolic links to directories are followed (a data set
-    assembled from links is common), each real directory once, so a link cycle ends."""
+    assembled from links is common), each real directory once, so a link cycle ends. Entries
+    that are not regular files and subdirectories that cannot be read become UnusableInput."""
     found: list[str] = []
     visited: set[str] = set()
-    for root, dirs, files in os.walk(directory, followlinks=True):
+
+    def unreadable(e: OSError) -> None:  # os.walk skips such a directory silently without this
+        name = os.fsdecode(e.filename) if e.filename is not None else directory
+        found.append(UnusableInput(name, f"{name}: cannot read directory ({e.strerror or e})"))
+
+    for root, dirs, files in os.walk(directory, onerror=unreadable, followlinks=True):
         real = os.path.realpath(root)
         if real in visited:
             dirs[:] = []
             continue
         visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # deterministic: which link is seen first
-        found += [os.path.join(root, f) for f in files if not f.startswith(".")]
+        found += [_entry(os.path.join(root, f)) for f in files if not f.startswith(".")]
     return sorted(found)
+
+
+def _entry(path: str) -> str:
+    """`path`, or an UnusableInput when it is not a regular file (stat does not open it)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # a dangling link: reading it gives its own clear error
+        return path
+    if stat.S_ISREG(mode):
+        return path
+    kind = (
+        "named pipe"
+        if stat.S_ISFIFO(mode)
+        else "socket"
+        if stat.S_ISSOCK(mode)
+        else "device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "special file"
+    )
+    return UnusableInput(path, f"{path}: not a regular file ({kind}); not opened")
 
 
 def read_list(path: str, what: str) -> list[str]:
@@ -103,12 +157,17 @@ def check_output(path: str | None) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UsageError(f"--output {path}: no such directory {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    targets = [path] if Path(path).suffix.lower() == ".jsonl" else [path, partial_path(path)]
+    if not os.access(folder, os.W_OK | os.X_OK) or any(
+        os.path.exists(t) and not os.access(t, os.W_OK) for t in targets
+    ):
         raise UsageError(f"--output {path}: not writable")
 
 
 class RecordWriter:
-    """Collects records; `failed` says whether any record is an error record."""
+    """Writes records as they come: JSON lines to stdout or a .jsonl file, or (for .parquet and
+    .csv) to the sidecar partial_path(path), converted on close. `failed` says whether any
+    record is an error record."""
 
     def __init__(self, path: str | None) -> None:
         check_output(path)
@@ -116,39 +175,42 @@ class RecordWriter:
         self.suffix = Path(path).suffix.lower() if path else ".jsonl"
         self.failed = False
         self.count = 0
-        self._rows: list[Record] = []
-        self._stream: IO[str] | None = None
-        if self.suffix == ".jsonl":
-            try:
-                self._stream = sys.stdout if path is None else open(path, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as e:
-                raise UsageError(f"--output {path}: cannot write ({e.strerror or e})") from e
+        self._partial = None if path is None or self.suffix == ".jsonl" else partial_path(path)
+        target = self._partial or path
+        try:
+            self._stream: IO[str] = sys.stdout if target is None else open(target, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise UsageError(f"--output {path}: cannot write {target} ({e.strerror or e})") from e
 
     def write(self, record: Record) -> None:
         self.failed |= "error" in record
         self.count += 1
-        if self._stream is not None:
-            line = json.dumps(record, ensure_ascii=False)
-            try:
-                line.encode("utf-8")  # lone surrogates (undecodable file names) are not UTF-8
-                self._stream.write(line + "\n")
-            except UnicodeEncodeError:  # ... nor can a stream in another encoding take every text
-                self._stream.write(json.dumps(record) + "\n")  # ASCII with \\u escapes: the same JSON value
-            self._stream.flush()
-        else:
-            self._rows.append({k: _valid_text(v) for k, v in record.items()})
+        line = json.dumps(record, ensure_ascii=False)
+        try:
+            line.encode("utf-8")  # lone surrogates (undecodable file names) are not UTF-8
+            self._stream.write(line + "\n")
+        except UnicodeEncodeError:  # ... nor can a stream in another encoding take every text
+            self._stream.write(json.dumps(record) + "\n")  # ASCII with \\u escapes: the same JSON value
+        self._stream.flush()  # a killed run keeps every record written so far
 
     def write_all(self, records: Iterable[Record]) -> None:
         for r in records:
             self.write(r)
 
     def close(self) -> None:
-        if self._stream is not None and self._stream is not sys.stdout:
-            self._stream.close()
-        elif self.path is not None and self.suffix == ".parquet":
-            _write_parquet(self.path, self._rows)
-        elif self.path is not None and self.suffix == ".csv":
-            _write_csv(self.path, self._rows)
+        """Close the stream; for .parquet/.csv, convert the sidecar and delete it (it stays
+        when the conversion fails, so that the records are not lost)."""
+        if self._stream is sys.stdout or self._stream.closed:
+            return
+        self._stream.close()
+        if self._partial is None or self.path is None:
+            return
+        rows = [{k: _valid_text(v) for k, v in r.items()} for r in read_partial(self._partial)]
+        if self.suffix == ".parquet":
+            _write_parquet(self.path, rows)
+        else:
+            _write_csv(self.path, rows)
+        os.remove(self._partial)
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -159,6 +221,19 @@ class RecordWriter:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed else 0
+
+
+def read_partial(path: str) -> list[Record]:
+    """The records in a sidecar (or any JSON-lines output); a last line cut short by a kill is
+    dropped."""
+    rows: list[Record] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # the process died while writing this line
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
 
 
 def _valid_text(value: Any) -> Any:

@@ -14,6 +14,7 @@ import argparse
 from typing import Any
 
 from openblip.cli.common import (
+    Item,
     add_command,
     add_model_arguments,
     add_run_arguments,
@@ -24,6 +25,7 @@ from openblip.cli.common import (
     require,
     text_error,
 )
+from openblip.cli.guard import ModelGuard
 from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
@@ -49,10 +51,18 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "image-text matching"), pipe)
+
+    def score(batch: list[Item]) -> list[list[tuple[float, float]]]:
+        """Each image's (itm, itc) with each usable text."""
+        if not good:
+            return [[] for _ in batch]
+        s = match_images_texts(pipe.model, pipe.tokenizer, pipe.preprocess(images_of(batch)), good)
+        return [[(float(s.itm[r, c]), float(s.itc[r, c])) for c in range(len(good))] for r in range(len(batch))]
+
+    guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "match"):
-            pixels = pipe.preprocess(images_of(items))
-            scores = match_images_texts(pipe.model, pipe.tokenizer, pixels, good) if good else None
+            scores = guard.items(items, score)
             row = 0
             for it in items:
                 column = 0
@@ -60,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
                     if it.error is not None or err is not None:
                         out.write({"image": it.name, "text": t, "error": it.error or err})
                         continue
-                    assert scores is not None
-                    itm, itc = float(scores.itm[row, column]), float(scores.itc[row, column])
+                    itm, itc = scores[row][column]
                     out.write({"image": it.name, "text": t, "itm_score": itm, "itc_score": itc})
                     column += 1
                 if it.error is None:

@@ -29,6 +29,7 @@ from openblip.cli.common import (
     item_batches,
     text_error,
 )
+from openblip.cli.guard import ModelFailure, ModelGuard
 from openblip.cli.index_cmd import open_for_model
 from openblip.cli.io import RecordWriter
 
@@ -83,23 +84,24 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--index {args.index}: the index is empty (nothing was added to it)")
     if args.nlist > len(index):
         raise UsageError(f"--nlist {args.nlist}: more lists than the {len(index)} indexed rows")
+    guard = ModelGuard()
     try:
         with RecordWriter(args.output) as out:
             if args.text:
                 clean = index.clean_texts
                 errors = [text_error(lambda t, i: check_text(t, i, clean), t, i) for i, t in enumerate(args.text)]
                 good = [t for t, err in zip(args.text, errors) if err is None]
-                found = iter(pipe.search_images(index, good, options) if good else [])
+                found = iter(guard.run(good, lambda ts: pipe.search_images(index, ts, options)))
                 for text, err in zip(args.text, errors):
-                    if err is not None:
-                        out.write({"text": text, "error": err})
+                    hits = next(found) if err is None else None
+                    if hits is None or isinstance(hits, ModelFailure):
+                        out.write({"text": text, "error": err if hits is None else hits.message})
                         continue
-                    for rank, h in enumerate(next(found), 1):
+                    for rank, h in enumerate(hits, 1):
                         out.write(_result({"text": text}, rank, h, "image", h.entry.path))
                 return out.exit_code
             for items in item_batches(pipe, args.image, args.batch_size, "search"):
-                good = images_of(items)
-                results = iter(pipe.search_texts(index, good, options) if good else [])
+                results = iter(guard.items(items, lambda ok: pipe.search_texts(index, images_of(ok), options)))
                 for it in items:
                     if it.error is not None:
                         out.write({"image": it.name, "error": it.error})

@@ -15,6 +15,7 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    Item,
     add_command,
     add_model_arguments,
     add_run_arguments,
@@ -26,6 +27,7 @@ from openblip.cli.common import (
     require,
     text_error,
 )
+from openblip.cli.guard import ModelGuard
 from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 
@@ -67,19 +69,27 @@ def run(args: argparse.Namespace) -> int:
             check_answer_length(pipe.model, cfg)
         except ValueError as e:
             raise UsageError(f"--max-length: {e}") from e
+
+    def answer(good: list[Item]) -> list[dict[int, str]]:
+        """Each image's answer to each usable question (by question index)."""
+        pixels = pipe.preprocess(images_of(good))
+        answers: list[dict[int, str]] = [{} for _ in good]
+        for qi, (q, err) in enumerate(questions):
+            if err is not None:
+                continue
+            qs = [q] * pixels.shape[0]
+            if candidates is None:
+                found = answer_questions(pipe.model, pipe.tokenizer, pixels, qs, cfg)
+            else:
+                found = rank_answers(pipe.model, pipe.tokenizer, pixels, qs, candidates, args.rank_k)
+            for row, a in enumerate(found):
+                answers[row][qi] = a.text
+        return answers
+
+    guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "vqa"):
-            pixels = pipe.preprocess(images_of(items))
-            answers: dict[int, list[str]] = {}
-            for qi, (q, err) in enumerate(questions):
-                if err is not None or pixels.shape[0] == 0:
-                    continue
-                qs = [q] * pixels.shape[0]
-                if candidates is None:
-                    found = answer_questions(pipe.model, pipe.tokenizer, pixels, qs, cfg)
-                else:
-                    found = rank_answers(pipe.model, pipe.tokenizer, pixels, qs, candidates, args.rank_k)
-                answers[qi] = [a.text for a in found]
+            answers = guard.items(items, answer)
             row = 0
             for it in items:
                 for qi, (q, err) in enumerate(questions):
@@ -88,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                     elif err is not None:
                         out.write({"image": it.name, "question": q, "error": err})
                     else:
-                        out.write({"image": it.name, "question": q, "answer": answers[qi][row]})
+                        out.write({"image": it.name, "question": q, "answer": answers[row][qi]})
                 if it.error is None:
                     row += 1
     return out.exit_code
