@@ -141,3 +141,27 @@ def test_cross_attention_mask_semantics(hf_dirs: dict) -> None:
         ).logits
         theirs_unmasked = hf.text_decoder(input_ids=answers, attention_mask=answer_mask, encoder_hidden_states=q).logits
     assert torch.equal(theirs_masked, theirs_unmasked), "transformers now applies encoder_attention_mask"
+
+
+@pytest.mark.parametrize("cls", [BlipForConditionalGeneration, BlipForImageTextRetrieval])
+def test_large_shape_parity(cls: type, tmp_path: Path) -> None:
+    """BLIP-large's shape in miniature: the ViT wider and deeper than the text side, so
+    cross-attention projects from the vision width (transformers' encoder_hidden_size)."""
+    from transformers import BlipConfig
+
+    cfg = BlipConfig(
+        text_config=dict(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+            max_position_embeddings=64, encoder_hidden_size=96,
+        ),
+        vision_config=dict(
+            hidden_size=96, num_hidden_layers=3, num_attention_heads=3, intermediate_size=384,
+            image_size=64, patch_size=16, layer_norm_eps=1e-5,
+        ),
+    )  # fmt: skip
+    hf = make_hf(cls, cfg, 5)
+    hf.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    assert (loaded.config.vision.width, loaded.config.vision.depth, loaded.config.text.width) == (96, 3, 64)
+    compare = compare_caption if cls is BlipForConditionalGeneration else compare_retrieval
+    compare(hf, loaded.model, inputs(64), "large-shaped")
