@@ -176,8 +176,12 @@ def test_static_cache_reorders_but_never_drops_rows() -> None:
 
     cache = KVCache(1, 3, 1, 4, 2, torch.float32, torch.device("cpu"))
     cache.k.copy_(torch.arange(24.0).view(cache.k.shape))
+    cache.v.fill_(float("nan"))  # what torch.empty may hold
     cache.length = 2
     cache.make_static()
+    # slots not yet written are read (masked) by every step: they must be finite
+    assert (cache.k[:, :, :, 2:] == 0).all() and (cache.v[:, :, :, 2:] == 0).all()
+    assert cache.k[0, 0, 0, 1].tolist() == [2.0, 3.0]
     storage = cache.k.data_ptr()
     before = cache.k.clone()
     cache.select(torch.tensor([2, 0, 1]))

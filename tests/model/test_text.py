@@ -143,3 +143,27 @@ def test_half_precision_runs(dtype: torch.dtype) -> None:
     assert img.dtype == dtype
     assert torch.isfinite(m.itm_logits(ids, mask, img)).all()
     assert torch.isfinite(m.decoder_logits(ids, mask, img)).all()
+
+
+def test_image_tokens_projected_layer_by_layer() -> None:
+    """Given image tokens (not a CrossKV), each layer projects its own keys/values when it runs,
+    so one layer's keys/values are alive at a time (transformers' peak memory, not 12x it)."""
+    from openblip.config import preset
+    from openblip.model import Blip
+
+    torch.manual_seed(0)
+    model = Blip(preset("tiny", "retrieval")).eval()
+    encoder = model.text_encoder
+    order: list[str] = []
+    for i, layer in enumerate(encoder.blocks):
+        assert layer.cross_attn is not None
+        layer.self_attn.query.register_forward_hook(lambda *_, i=i: order.append(f"self{i}"))
+        layer.cross_attn.key.register_forward_hook(lambda *_, i=i: order.append(f"cross{i}"))
+    ids = torch.tensor([[30523, 2023, 102]])
+    tokens = model.encode_image(torch.randn(1, 3, 64, 64))
+    with torch.no_grad():
+        lazy = encoder(ids, torch.ones_like(ids), tokens)
+    assert order == [f"{kind}{i}" for i in range(len(encoder.blocks)) for kind in ("self", "cross")]
+    with torch.no_grad():
+        eager = encoder(ids, torch.ones_like(ids), encoder.cross_kv(tokens))
+    torch.testing.assert_close(lazy, eager, rtol=0, atol=0)

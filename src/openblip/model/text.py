@@ -70,6 +70,10 @@ class KVCache:
         return self.positions is not None
 
     def make_static(self) -> None:
+        # Masked slots are still read: they must hold finite numbers (0 * NaN is NaN), not
+        # whatever torch.empty left there.
+        self.k[:, :, :, self.length :].zero_()
+        self.v[:, :, :, self.length :].zero_()
         self.positions = torch.tensor([self.length], device=self.k.device)
 
     def select(self, rows: torch.Tensor) -> None:
@@ -123,6 +127,19 @@ class CrossKV:
     def select(self, rows: torch.Tensor) -> CrossKV:
         bias = None if self.bias is None else self.bias[rows]
         return CrossKV([k[rows] for k in self.k], [v[rows] for v in self.v], bias)
+
+
+@dataclass
+class ContextTokens:
+    """Context tokens (Bc, N, Dc) whose keys/values each layer projects as it runs: one layer's
+    keys/values alive at a time (a CrossKV holds every layer's: what generation reuses)."""
+
+    tokens: torch.Tensor
+    bias: torch.Tensor | None  # (Bc, 1, 1, N) additive padding bias, or None
+
+    @property
+    def count(self) -> int:
+        return self.tokens.shape[0]
 
 
 class Embeddings(nn.Module):
@@ -306,15 +323,18 @@ class TextTransformer(nn.Module):
         else:
             x = self.embeddings(ids, start)
             bias = self._self_bias(mask, ids.shape[1], start, x.dtype)
-        kv: CrossKV | None
+        kv: CrossKV | ContextTokens | None
         if context is None:
             kv = None
         elif isinstance(context, CrossKV):
             kv = context
         else:
-            kv = self.cross_kv(context, context_mask)
-        if kv is not None and ids.shape[0] % kv.k[0].shape[0]:
-            raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {kv.k[0].shape[0]} contexts")
+            if not self.has_cross_attention:
+                raise ValueError("this text transformer has no cross-attention")
+            kv = ContextTokens(context, None if context_mask is None else padding_bias(context_mask, context.dtype))
+        contexts = 0 if kv is None else kv.count if isinstance(kv, ContextTokens) else kv.k[0].shape[0]
+        if kv is not None and ids.shape[0] % contexts:
+            raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {contexts} contexts")
         for i, layer in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(self._layer, layer, i, x, bias, kv, cache, use_reentrant=False)
@@ -330,14 +350,15 @@ class TextTransformer(nn.Module):
         i: int,
         x: torch.Tensor,
         bias: torch.Tensor | None,
-        kv: CrossKV | None,
+        kv: CrossKV | ContextTokens | None,
         cache: KVCache | None,
     ) -> torch.Tensor:
         x = layer.self_attn(x, bias, causal=self.causal, cache=cache, layer=i)
         if kv is not None:
             if layer.cross_attn is None:
                 raise ValueError("context given to a text transformer without cross-attention")
-            x = layer.cross_attn(x, kv.bias, kv=(kv.k[i], kv.v[i]))
+            pair = layer.cross_attn.project_kv(kv.tokens) if isinstance(kv, ContextTokens) else (kv.k[i], kv.v[i])
+            x = layer.cross_attn(x, kv.bias, kv=pair)
         return layer.ffn(x)
 
     def _self_bias(self, mask: torch.Tensor | None, length: int, start: int, dtype: torch.dtype) -> torch.Tensor | None:
