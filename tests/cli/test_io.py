@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from openblip.cli import UsageError
-from openblip.cli.io import RecordWriter, check_output, expand_inputs, read_list
+from openblip.cli.io import RecordWriter, UnusableInput, check_output, expand_inputs, read_list, read_partial
 
 
 def test_expand_inputs(tmp_path) -> None:
@@ -149,3 +149,78 @@ def test_expand_inputs_follows_directory_links_once(tmp_path) -> None:
     os.symlink(d, d / "real" / "loop")  # a cycle back to d
     got = expand_inputs([str(d)])
     assert got == [str(d / "linked" / "y.png"), str(d / "real" / "x.png")]
+
+
+def test_parquet_and_csv_stream_to_a_sidecar_that_the_close_converts(tmp_path) -> None:
+    name = os.fsdecode(b"caf\xe9.png")  # undecodable: escaped in the sidecar, U+FFFD in the final file
+    records = [{"image": name, "caption": "a dog", "score": 0.125}, {"image": "b.png", "error": "bad", "n": [1, 2]}]
+    for suffix in (".parquet", ".csv"):
+        path = str(tmp_path / f"out{suffix}")
+        sidecar = Path(path + ".partial.jsonl")
+        w = RecordWriter(path)
+        w.write(records[0])
+        # not closed (a killed run): the finished record is already on disk, in the .jsonl encoding
+        assert [json.loads(line) for line in sidecar.read_text(encoding="utf-8").splitlines()] == records[:1]
+        assert read_partial(str(sidecar)) == records[:1]
+        assert not os.path.exists(path)
+        w.write(records[1])
+        w.close()
+        assert not sidecar.exists() and w.exit_code == 1
+        fixed = os.fsencode(name).decode("utf-8", "replace")
+        if suffix == ".parquet":
+            assert pq.read_table(path).to_pylist() == [
+                {"image": fixed, "caption": "a dog", "score": 0.125, "error": None, "n": None},
+                {"image": "b.png", "caption": None, "score": None, "error": "bad", "n": [1, 2]},
+            ]
+        else:
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = list(csv.DictReader(f))
+            assert rows == [
+                {"image": fixed, "caption": "a dog", "score": "0.125", "error": "", "n": ""},
+                {"image": "b.png", "caption": "", "score": "", "error": "bad", "n": "[1, 2]"},
+            ]
+
+
+def test_a_sidecar_line_cut_short_by_a_kill_is_dropped(tmp_path) -> None:
+    p = tmp_path / "x.partial.jsonl"
+    p.write_text('{"image": "a.png", "caption": "a"}\n{"image": "b.p', encoding="utf-8")
+    assert read_partial(str(p)) == [{"image": "a.png", "caption": "a"}]
+
+
+def test_jsonl_output_is_flushed_per_record(tmp_path) -> None:
+    path = tmp_path / "out.jsonl"
+    w = RecordWriter(str(path))
+    w.write({"image": "a.png", "caption": "x"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"image": "a.png", "caption": "x"}
+    w.close()
+
+
+def test_special_files_in_a_directory_are_items_that_are_never_opened(tmp_path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    os.mkfifo(tmp_path / "b.fifo")
+    got = expand_inputs([str(tmp_path)])
+    assert got == [str(tmp_path / "a.png"), str(tmp_path / "b.fifo")]
+    assert not isinstance(got[0], UnusableInput)
+    assert isinstance(got[1], UnusableInput) and "not a regular file (named pipe)" in got[1].error
+    named = expand_inputs([str(tmp_path / "b.fifo"), "-", str(tmp_path / "missing.png")])  # "-" is stdin
+    assert named == [str(tmp_path / "b.fifo"), "-", str(tmp_path / "missing.png")]
+    assert [isinstance(x, UnusableInput) for x in named] == [True, False, False]
+
+
+def test_an_unreadable_subdirectory_is_an_item_naming_it(tmp_path, monkeypatch) -> None:
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.png").write_bytes(b"x")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "b.png").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path):  # chmod 000 does not stop root: refuse the way the kernel would
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    got = expand_inputs([str(tmp_path)])
+    assert got == [str(tmp_path / "locked"), str(tmp_path / "ok" / "a.png")]
+    assert isinstance(got[0], UnusableInput)
+    assert got[0].error == f"{tmp_path / 'locked'}: cannot read directory (Permission denied)"

@@ -4,8 +4,8 @@ Inputs: arguments naming files or directories; directories are expanded recursiv
 files, sorted (hidden files and directories, names starting with ".", are skipped). Every file
 is an item: a non-image file becomes that item's error record, not a silent skip. A named pipe,
 socket or device found in a directory is an item whose record says "not a regular file" (it is
-never opened: reading a pipe nobody writes to would hang the run; a pipe named on the command
-line, such as bash's `<(...)`, is read as given). A subdirectory that cannot be read is an item
+never opened: reading a pipe nobody writes to would hang the run), and so is one named on the
+command line (use "-" to read an image from a pipe). A subdirectory that cannot be read is an item
 whose record names it, rather than vanishing. An argument that does not exist is kept as an item
 too (its record says so). "-" is one image read from standard input. A path reached twice (a
 directory given twice, "d" and "./d/x.png") is one item.
@@ -45,8 +45,8 @@ PARTIAL_SUFFIX = ".partial.jsonl"  # FILE.parquet -> FILE.parquet.partial.jsonl 
 
 
 class UnusableInput(str):
-    """An input path known to be unusable before it is opened (a named pipe found in a
-    directory, a directory that cannot be read): a str, so it travels with the other paths, and
+    """An input path known to be unusable before it is opened (a named pipe or device, a
+    directory that cannot be read): a str, so it travels with the other paths, and
     carries the `error` its record gets (common.load_items)."""
 
     error: str
@@ -70,7 +70,7 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
     for arg in args:
-        paths = (_walk(arg) or [arg]) if os.path.isdir(arg) else [arg]
+        paths = (_walk(arg) or [arg]) if os.path.isdir(arg) else [arg if arg == STDIN else _entry(arg)]
         for p in paths:
             key = p if p == STDIN else os.path.normpath(os.path.abspath(p))
             if key not in seen:
