@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import pickle
 
+import pytest
 import torch
 
 from openblip.model import layers
@@ -38,11 +39,12 @@ def test_packed_cache_survives_copy_and_pickle() -> None:
         torch.testing.assert_close(again(x), lin(x))
 
 
-def test_model_built_in_inference_mode_takes_the_onednn_path() -> None:
+def test_model_built_in_inference_mode_takes_the_onednn_path(monkeypatch: pytest.MonkeyPatch) -> None:
     # Inference tensors carry no version counter; the packed-weight cache must not trip on it
     # (it once did, silently disabling the fast path for every model built under inference_mode).
     if not torch.backends.mkldnn.is_available():
         return
+    monkeypatch.setattr(layers.cpu_kernel, "product", lambda: None)  # oneDNN, not our kernel
     with torch.inference_mode():
         lin = Linear(32, 24)
         x = torch.randn(4, 32)

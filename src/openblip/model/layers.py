@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openblip.model import cpu_kernel
+
 log = logging.getLogger(__name__)
 
 # The original BERT fork masks with an additive -10000 (salesforce/BLIP models/med.py,
@@ -102,21 +104,25 @@ class PackedWeight:
 def small_batch_linear(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight
 ) -> torch.Tensor:
-    """F.linear, with the oneDNN small-batch path on CPU fp32 inference (same result up to float
-    summation order)."""
+    """F.linear; for CPU fp32 inference on a few rows, our AVX2 kernel (model/cpu_kernel.py) or
+    else oneDNN with a prepacked weight (same result up to float summation order)."""
     global _onednn_failed
     if (
-        _onednn_failed
-        or torch.is_grad_enabled()
+        torch.is_grad_enabled()
         or x.device.type != "cpu"
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
+        or (bias is not None and bias.dtype != torch.float32)
         or x.numel() > SMALL_ROWS * x.shape[-1]
-        or not torch.backends.mkldnn.is_available()
     ):
         return F.linear(x, weight, bias)
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    kernel = cpu_kernel.product()
+    if kernel is not None and cpu_kernel.fits(flat, weight, bias):
+        return kernel(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
+    if _onednn_failed or not torch.backends.mkldnn.is_available():
+        return F.linear(x, weight, bias)
     try:
-        flat = x.reshape(-1, x.shape[-1]).contiguous()
         out = torch.ops.mkldnn._linear_pointwise(flat, packed.get(weight), bias, "none", [], "")
     except (RuntimeError, AttributeError) as err:  # e.g. a torch build without these oneDNN ops
         _onednn_failed = True

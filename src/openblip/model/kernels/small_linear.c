@@ -1,0 +1,54 @@
+/* y = x W^T + b for a few rows of x (decoding: one row per sequence), fp32, AVX2 + FMA.
+ *
+ * Decoding reads every weight once per step for a handful of rows, so the product is bound by
+ * streaming W, not by arithmetic. Each task takes two rows of W and multiplies them with six rows
+ * of x at a time, 12 vector accumulators, W loaded once per 8 columns and reused across the six
+ * x rows; the two W rows stay in L1 while further groups of six x rows pass over them.
+ * Parallel over pairs of W rows with OpenMP (the same libgomp as torch: the loader reuses the one
+ * already in the process by its soname).
+ *
+ * x: (Mp, K), Mp a multiple of 6, rows M..Mp-1 zero; w: (N, K); b: (N) or NULL; y: (M, N).
+ * Requires K % 8 == 0 and N % 2 == 0 (checked by the caller). All row-major and contiguous.
+ */
+#include <immintrin.h>
+#include <stddef.h>
+
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 h = _mm_movehdup_ps(s);
+    s = _mm_add_ps(s, h);
+    h = _mm_movehl_ps(h, s);
+    return _mm_cvtss_f32(_mm_add_ss(s, h));
+}
+
+#define PREFETCH_AHEAD 128 /* floats: two cache-line pairs ahead of each weight stream */
+
+void openblip_small_linear(const float *x, const float *w, const float *b, float *y,
+                           int M, int Mp, int N, int K, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int n = 0; n < N; n += 2) {
+        const float *w0 = w + (size_t)n * K;
+        const float *w1 = w0 + K;
+        for (int m0 = 0; m0 < Mp; m0 += 6) {
+            __m256 acc[6][2];
+            for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+            const float *xr = x + (size_t)m0 * K;
+            for (int k = 0; k < K; k += 8) {
+                _mm_prefetch((const char *)(w0 + k + PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w1 + k + PREFETCH_AHEAD), _MM_HINT_T0);
+                __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+#pragma GCC unroll 6
+                for (int i = 0; i < 6; i++) {
+                    __m256 xv = _mm256_loadu_ps(xr + (size_t)i * K + k);
+                    acc[i][0] = _mm256_fmadd_ps(xv, v0, acc[i][0]);
+                    acc[i][1] = _mm256_fmadd_ps(xv, v1, acc[i][1]);
+                }
+            }
+            float b0 = b ? b[n] : 0.0f, b1 = b ? b[n + 1] : 0.0f;
+            for (int i = 0; i < 6 && m0 + i < M; i++) {
+                y[(size_t)(m0 + i) * N + n] = hsum(acc[i][0]) + b0;
+                y[(size_t)(m0 + i) * N + n + 1] = hsum(acc[i][1]) + b1;
+            }
+        }
+    }
+}
