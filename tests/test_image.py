@@ -334,3 +334,14 @@ def test_train_transform_validates() -> None:
         train_transform(Image.new("RGB", (8, 8)), 8, min_scale=0.0, rng=random.Random(0))
     with pytest.raises(ImageError, match="mode 'RGBA'"):
         train_transform(Image.new("RGBA", (8, 8)), 8, min_scale=0.5, rng=random.Random(0))
+
+
+def test_corrupt_exif_loads_quietly(recwarn: pytest.WarningsRecorder) -> None:
+    """A corrupt EXIF block loses only the orientation: the image loads and no warning reaches
+    the user's terminal."""
+    buf = io.BytesIO()
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00\xff\xff\xff\xff"
+    Image.new("RGB", (8, 6), (200, 10, 10)).save(buf, "JPEG", exif=exif)
+    im = load_image(buf.getvalue())
+    assert im.size == (8, 6) and im.mode == "RGB"
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]

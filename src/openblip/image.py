@@ -123,6 +123,9 @@ def _open_and_normalise(fp: BinaryIO, label: str, max_pixels: int) -> Image.Imag
         # We enforce our own limit; PIL's warning would otherwise leak for images between
         # its limit and twice its limit.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # A corrupt EXIF block (PIL warns when it reads it, at open and when orienting) loses only
+        # the orientation and DPI: the pixels are fine, so no warning on the user's terminal.
+        warnings.filterwarnings("ignore", message="(?i)corrupt exif", category=UserWarning)
         try:
             im = Image.open(fp)
         except Image.DecompressionBombError as exc:
