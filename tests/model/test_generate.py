@@ -172,7 +172,7 @@ def test_fixed_shape_steps_equal_dynamic_ones(model: Blip, cfg: GenerationConfig
 
 
 def test_static_cache_reorders_but_never_drops_rows() -> None:
-    from openblip.model.text import KVCache
+    from openblip.model.cache import KVCache
 
     cache = KVCache(1, 3, 1, 4, 2, torch.float32, torch.device("cpu"))
     cache.k.copy_(torch.arange(24.0).view(cache.k.shape))

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from openblip.config import BlipConfig
-from openblip.model.text import CrossKV, TextDecoder, TextTransformer
+from openblip.model.cache import CrossKV
+from openblip.model.text import TextDecoder, TextTransformer
 from openblip.model.vision import VisionTransformer
 
 # Special token ids of BLIP's tokenizer (bert-base-uncased + two added tokens).

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from openblip.model.text import CrossKV, KVCache, TextDecoder
+from openblip.model.cache import CrossKV, KVCache
+from openblip.model.text import TextDecoder
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from openblip.model.cache import CrossKV
 from openblip.model.cuda_graph import decode_step
-from openblip.model.text import CrossKV, TextDecoder
+from openblip.model.text import TextDecoder
 
 NEG_INF = float("-inf")
 # transformers' beam-search bookkeeping penalty; kept identical so rankings tie-break identically.

@@ -11,7 +11,6 @@ sharing is built here explicitly (`share_with=`), module by module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -20,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openblip.config import TextConfig
+from openblip.model.cache import ContextTokens, CrossKV, KVCache
 from openblip.model.layers import (
     MASK_VALUE,
     Linear,
@@ -31,115 +31,6 @@ from openblip.model.layers import (
     small_batch_linear,
     split_heads,
 )
-
-
-class KVCache:
-    """Preallocated self-attention keys/values of every decoder layer.
-
-    k, v: (layers, B, H, max_len, hd). `length` tokens are filled. Rows can be reordered
-    (beam search) or dropped (finished sequences) with `select`.
-
-    After `make_static()` every shape is fixed: a step writes at `positions` (a device tensor
-    advanced in place) and attends over all `max_len` slots through a mask that hides the ones not
-    yet written (exp(-10000) is exactly 0 in fp32, so the result is the same), so that one
-    decoding step can be captured in a CUDA graph and replayed. `select` then reorders in place
-    and rows can no longer be dropped.
-    """
-
-    def __init__(
-        self,
-        layers: int,
-        batch: int,
-        heads: int,
-        max_len: int,
-        head_dim: int,
-        dtype: torch.dtype,
-        device: torch.device,
-    ) -> None:
-        self.k = torch.empty(layers, batch, heads, max_len, head_dim, dtype=dtype, device=device)
-        self.v = torch.empty_like(self.k)
-        self.length = 0
-        self.positions: torch.Tensor | None = None  # (1,) slot of the next token, static caches only
-
-    @property
-    def max_len(self) -> int:
-        return self.k.shape[3]
-
-    @property
-    def static(self) -> bool:
-        return self.positions is not None
-
-    def make_static(self) -> None:
-        # Masked slots are still read: they must hold finite numbers (0 * NaN is NaN), not
-        # whatever torch.empty left there.
-        self.k[:, :, :, self.length :].zero_()
-        self.v[:, :, :, self.length :].zero_()
-        self.positions = torch.tensor([self.length], device=self.k.device)
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep (and reorder to) the given batch rows."""
-        if self.static:
-            if rows.numel() != self.k.shape[1]:
-                raise ValueError("a static cache keeps its batch size: rows can be reordered, not dropped")
-            self.k.copy_(self.k[:, rows])
-            self.v.copy_(self.v[:, rows])
-            return
-        self.k = self.k[:, rows]
-        self.v = self.v[:, rows]
-
-    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (B, H, L, hd) new keys/values after `length`; return all keys/values so far
-        (a static cache returns every slot: `step_bias` masks the unwritten ones)."""
-        end = self.length + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache holds {self.max_len} positions, {end} requested")
-        if self.positions is not None:
-            if k.shape[2] != 1:
-                raise ValueError("a static cache takes one token per step")
-            self.k[layer].index_copy_(2, self.positions, k)
-            self.v[layer].index_copy_(2, self.positions, v)
-            return self.k[layer], self.v[layer]
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def step_bias(self, dtype: torch.dtype) -> torch.Tensor:
-        """(1, 1, 1, max_len) additive bias of a static step: slots after `positions` hidden."""
-        assert self.positions is not None
-        slots = torch.arange(self.max_len, device=self.k.device)
-        return ((slots > self.positions).to(dtype) * MASK_VALUE)[None, None, None]
-
-    def advance(self, n: int) -> None:
-        self.length += n
-        if self.positions is not None:
-            self.positions += n
-
-
-@dataclass
-class CrossKV:
-    """Cross-attention keys/values of every layer for one batch of contexts (images or
-    questions), computed once and reused at every decoding step and by every beam."""
-
-    k: list[torch.Tensor]  # per layer (Bc, H, N, hd)
-    v: list[torch.Tensor]
-    bias: torch.Tensor | None  # (Bc, 1, 1, N) additive padding bias of the context, or None
-
-    def select(self, rows: torch.Tensor) -> CrossKV:
-        bias = None if self.bias is None else self.bias[rows]
-        return CrossKV([k[rows] for k in self.k], [v[rows] for v in self.v], bias)
-
-
-@dataclass
-class ContextTokens:
-    """Context tokens (Bc, N, Dc) whose keys/values each layer projects as it runs: one layer's
-    keys/values alive at a time (a CrossKV holds every layer's: what generation reuses)."""
-
-    tokens: torch.Tensor
-    bias: torch.Tensor | None  # (Bc, 1, 1, N) additive padding bias, or None
-
-    @property
-    def count(self) -> int:
-        return self.tokens.shape[0]
 
 
 class Embeddings(nn.Module):
@@ -328,13 +219,10 @@ class TextTransformer(nn.Module):
             kv = None
         elif isinstance(context, CrossKV):
             kv = context
-        else:
-            if not self.has_cross_attention:
-                raise ValueError("this text transformer has no cross-attention")
+        else:  # projected layer by layer (_layer refuses a transformer without cross-attention)
             kv = ContextTokens(context, None if context_mask is None else padding_bias(context_mask, context.dtype))
-        contexts = 0 if kv is None else kv.count if isinstance(kv, ContextTokens) else kv.k[0].shape[0]
-        if kv is not None and ids.shape[0] % contexts:
-            raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {contexts} contexts")
+        if kv is not None and ids.shape[0] % kv.count:
+            raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {kv.count} contexts")
         for i, layer in enumerate(self.blocks):
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(self._layer, layer, i, x, bias, kv, cache, use_reentrant=False)
