@@ -16,9 +16,9 @@ from openblip.model import cpu_kernel, layers
 def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A kernel resolved anew, built into a private cache."""
     monkeypatch.setenv("OPENBLIP_CACHE", str(tmp_path))
-    cpu_kernel.reset()
+    cpu_kernel.product.cache_clear()
     yield tmp_path
-    cpu_kernel.reset()
+    cpu_kernel.product.cache_clear()
 
 
 def _product():
@@ -80,7 +80,7 @@ def test_unavailable_kernel_falls_back(
     x = torch.randn(3, 16)
     with torch.inference_mode():
         torch.testing.assert_close(lin(x), torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-5, rtol=1e-5)
-    cpu_kernel.reset()
+    cpu_kernel.product.cache_clear()
     monkeypatch.delenv("CC")
     monkeypatch.setenv("OPENBLIP_CPU_KERNEL", "0")
     assert cpu_kernel.product() is None

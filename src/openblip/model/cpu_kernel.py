@@ -16,6 +16,7 @@ callers use oneDNN; the reason is logged once.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -35,8 +36,6 @@ FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
 MAX_ROWS = 16  # above this oneDNN is as good (the kernel is made for decoding steps)
 
 Product = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-
-_loaded: tuple[Product | None] | None = None  # (product,) once resolved
 
 
 def cache_dir() -> Path:
@@ -91,8 +90,10 @@ def _bind(path: Path) -> Product:
         m, k = x.shape
         n = weight.shape[0]
         padded = (m + 5) // 6 * 6  # the kernel takes x in groups of six rows
-        xp = torch.zeros(padded, k, dtype=x.dtype)
-        xp[:m] = x
+        xp = x
+        if padded != m:
+            xp = torch.zeros(padded, k, dtype=x.dtype)
+            xp[:m] = x
         y = torch.empty(m, n, dtype=x.dtype)
         bias_ptr = None if bias is None else bias.data_ptr()
         fn(xp.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(), m, padded, n, k, torch.get_num_threads())
@@ -101,22 +102,19 @@ def _bind(path: Path) -> Product:
     return product
 
 
+@functools.cache
 def product() -> Product | None:
-    """The kernel's product function, building it on first call; None when unavailable."""
-    global _loaded
-    if _loaded is None:
-        reason = _unavailable_reason()
-        fn: Product | None = None
-        if reason is None:
-            try:
-                fn = _bind(build())
-            except (OSError, subprocess.SubprocessError, AttributeError) as err:
-                stderr = getattr(err, "stderr", b"") or b""
-                reason = f"build failed: {err} {stderr.decode(errors='replace')[:300]}".strip()
-        if reason is not None:
-            log.info("small-row CPU kernel not used (%s); decoding uses oneDNN", reason)
-        _loaded = (fn,)
-    return _loaded[0]
+    """The kernel's product function, building it on first call; None when unavailable
+    (`product.cache_clear()` resolves it anew)."""
+    reason = _unavailable_reason()
+    if reason is None:
+        try:
+            return _bind(build())
+        except (OSError, subprocess.SubprocessError, AttributeError) as err:
+            stderr = getattr(err, "stderr", b"") or b""
+            reason = f"build failed: {err} {stderr.decode(errors='replace')[:300]}".strip()
+    log.info("small-row CPU kernel not used (%s); decoding uses oneDNN", reason)
+    return None
 
 
 def fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -129,9 +127,3 @@ def fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bo
         and weight.is_contiguous()
         and (bias is None or bias.is_contiguous())
     )
-
-
-def reset() -> None:
-    """Forget the loaded kernel (tests)."""
-    global _loaded
-    _loaded = None
