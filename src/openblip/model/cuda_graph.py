@@ -23,13 +23,16 @@ Step = Callable[[torch.Tensor], torch.Tensor]  # (rows, 1) ids -> (rows, vocab) 
 
 
 def decode_step(decoder: TextDecoder, kv: CrossKV, cache: KVCache, graph: bool) -> Step:
-    """The step function of a generation loop; with `graph` and a static cache on CUDA, a replay
-    of a captured CUDA graph (its logits buffer is reused: consume it before the next call)."""
+    """The step function of a generation loop. With `graph` the cache becomes static (fixed
+    shapes from here on) and, on CUDA, the step is a replay of a captured CUDA graph (its logits
+    buffer is reused: consume it before the next call)."""
 
     def eager(ids: torch.Tensor) -> torch.Tensor:
         return decoder(ids, None, kv, cache=cache, last_only=True)
 
-    if not (graph and cache.static and cache.k.device.type == "cuda"):
+    if graph and not cache.static:
+        cache.make_static()
+    if not (graph and cache.k.device.type == "cuda"):
         return eager
     try:
         return _GraphedStep(eager, cache)

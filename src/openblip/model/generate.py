@@ -190,8 +190,6 @@ def _greedy_or_sample(
     cache = decoder.new_cache(rows, cfg.max_length)
     length = prompt.shape[1]
     logits = decoder(out[:, :length], None, kv, cache=cache, last_only=True)
-    if cfg.cuda_graph:
-        cache.make_static()
     step = decode_step(decoder, kv, cache, cfg.cuda_graph)
     while True:
         ids = out[active, :length]
@@ -248,8 +246,6 @@ def _beam_search(decoder: TextDecoder, kv: CrossKV, prompt: torch.Tensor, cfg: G
     logits = decoder(prompt, None, kv, cache=cache, last_only=True)
     logits = logits.repeat_interleave(k, 0)
     cache.select(torch.arange(batch, device=device).repeat_interleave(k))
-    if cfg.cuda_graph:
-        cache.make_static()
     step = decode_step(decoder, kv, cache, cfg.cuda_graph)
     length = plen
     while True:
