@@ -174,6 +174,7 @@ class RecordWriter:
         self.path = path
         self.suffix = Path(path).suffix.lower() if path else ".jsonl"
         self.failed = False
+        self.count = 0
         self._partial = None if path is None or self.suffix == ".jsonl" else partial_path(path)
         target = self._partial or path
         try:
@@ -183,6 +184,7 @@ class RecordWriter:
 
     def write(self, record: Record) -> None:
         self.failed |= "error" in record
+        self.count += 1
         line = json.dumps(record, ensure_ascii=False)
         try:
             line.encode("utf-8")  # lone surrogates (undecodable file names) are not UTF-8
