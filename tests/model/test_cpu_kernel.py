@@ -1,5 +1,6 @@
-"""Our small-row AVX2 product: equal to F.linear, used by decoding steps, built once and cached,
-and never required (every way it can be missing falls back to oneDNN / F.linear)."""
+"""Our AVX2 products (few rows for decoding steps, blocked for the rest): equal to F.linear, used
+by CPU fp32 inference, built once and cached, and never required (every way they can be missing
+falls back to oneDNN / F.linear)."""
 
 from __future__ import annotations
 
@@ -16,22 +17,22 @@ from openblip.model import cpu_kernel, layers
 def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A kernel resolved anew, built into a private cache."""
     monkeypatch.setenv("OPENBLIP_CACHE", str(tmp_path))
-    cpu_kernel.product.cache_clear()
+    cpu_kernel.load.cache_clear()
     yield tmp_path
-    cpu_kernel.product.cache_clear()
+    cpu_kernel.load.cache_clear()
 
 
-def _product():
-    fn = cpu_kernel.product()
-    if fn is None:
-        pytest.skip("the kernel is not available here (no AVX2 or no C compiler)")
-    return fn
+def _kernels() -> cpu_kernel.Kernels:
+    kernels = cpu_kernel.load()
+    if kernels is None:
+        pytest.skip("the kernels are not available here (no AVX2 or no C compiler)")
+    return kernels
 
 
 @pytest.mark.parametrize("m", [1, 2, 4, 6, 7, 12, 16])
 @pytest.mark.parametrize(("k", "n"), [(8, 2), (64, 10), (768, 768), (3072, 130)])
-def test_equals_linear(m: int, k: int, n: int) -> None:
-    fn = _product()
+def test_few_rows_equals_linear(m: int, k: int, n: int) -> None:
+    fn = _kernels().few_rows
     g = torch.Generator().manual_seed(m * 1000 + k + n)
     x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
     want = torch.nn.functional.linear(x, w, b)
@@ -40,29 +41,95 @@ def test_equals_linear(m: int, k: int, n: int) -> None:
     torch.testing.assert_close(fn(x, w, None), want - b, atol=tol, rtol=1e-5)
 
 
-def test_decoding_products_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    fn = _product()
-    calls: list[tuple[int, ...]] = []
+@pytest.mark.parametrize("m", [1, 5, 6, 17, 143, 144, 145, 600])
+@pytest.mark.parametrize(("k", "n"), [(1, 1), (7, 3), (255, 17), (256, 16), (257, 33), (768, 2304), (3072, 40)])
+def test_many_rows_equals_linear(m: int, k: int, n: int) -> None:
+    """Every edge of the blocking: rows around the 6-row tile and 144-row block, columns around
+    the 16-column panel, K around the 256 block; the bias only on the first K block."""
+    fn = _kernels().many_rows
+    g = torch.Generator().manual_seed(m * 100_000 + k * 100 + n)
+    x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+    want = torch.nn.functional.linear(x.double(), w.double(), b.double())
+    tol = 2e-6 * k**0.5 * 10
+    torch.testing.assert_close(fn(x, w, b).double(), want, atol=tol, rtol=1e-5)
+    torch.testing.assert_close(fn(x, w, None).double(), want - b.double(), atol=tol, rtol=1e-5)
 
-    def spy(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-        calls.append(tuple(x.shape))
-        return fn(x, w, b)
 
-    monkeypatch.setattr(cpu_kernel, "product", lambda: spy)
+def test_inference_products_go_through_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _kernels()
+    calls: list[tuple[str, tuple[int, ...]]] = []
+
+    def spy(name: str) -> cpu_kernel.Product:
+        def product(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+            calls.append((name, tuple(x.shape)))
+            return getattr(real, name)(x, w, b)
+
+        return product
+
+    monkeypatch.setattr(
+        cpu_kernel,
+        "load",
+        lambda: cpu_kernel.Kernels(spy("few_rows"), spy("many_rows"), real.scores, real.mix, real.attention),
+    )
     lin = layers.Linear(32, 24)
     x = torch.randn(2, 3, 32)
     with torch.inference_mode():
         out = lin(x)
-        lin(torch.randn(40, 32))  # more than MAX_ROWS rows: oneDNN
+        big = torch.randn(40, 32)
+        torch.testing.assert_close(lin(big), torch.nn.functional.linear(big, lin.weight, lin.bias))
         lin(torch.randn(3, 32)[:, ::1])
-    assert calls == [(6, 32), (3, 32)]
+        lin(torch.randn(32, 3).t())  # not contiguous: made so
+    assert calls == [
+        ("few_rows", (6, 32)),
+        ("many_rows", (40, 32)),
+        ("few_rows", (3, 32)),
+        ("few_rows", (3, 32)),
+    ]
     torch.testing.assert_close(out, torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-5, rtol=1e-5)
-    lin(x).sum().backward()  # training never takes it
-    assert len(calls) == 2
+    lin(x).sum().backward()  # training never takes them
+    with torch.inference_mode():
+        lin.double()(x.double())  # nor other dtypes
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize(("c", "r", "n", "d"), [(4, 12, 577, 768), (1, 1, 1, 16), (3, 36, 33, 32), (2, 7, 2, 64)])
+def test_context_products_equal_bmm(c: int, r: int, n: int, d: int) -> None:
+    kernels = _kernels()
+    g = torch.Generator().manual_seed(c * 1000 + r + n + d)
+    q, tokens, p = (
+        torch.randn(c, r, d, generator=g),
+        torch.randn(c, n, d, generator=g),
+        torch.randn(c, r, n, generator=g),
+    )
+    tol = 2e-5 * max(n, d) ** 0.5
+    with torch.inference_mode():
+        torch.testing.assert_close(kernels.scores(q, tokens), torch.bmm(q, tokens.transpose(1, 2)), atol=tol, rtol=1e-5)
+        torch.testing.assert_close(kernels.mix(p, tokens), torch.bmm(p, tokens), atol=tol, rtol=1e-5)
+        # the dispatching helpers: our kernels for fp32 CPU inference, bmm otherwise
+        want = torch.bmm(q, tokens.transpose(1, 2))
+        torch.testing.assert_close(layers.context_scores(q, tokens), want, atol=tol, rtol=1e-5)
+        torch.testing.assert_close(layers.context_mix(p, tokens), torch.bmm(p, tokens), atol=tol, rtol=1e-5)
+    q64 = q.double()
+    assert torch.equal(layers.context_scores(q64, tokens.double()), torch.bmm(q64, tokens.double().transpose(1, 2)))
+
+
+@pytest.mark.parametrize(("b", "n", "heads", "hd"), [(4, 577, 12, 64), (1, 1, 1, 16), (2, 17, 3, 32), (1, 145, 16, 64)])
+def test_attention_equals_sdpa(b: int, n: int, heads: int, hd: int) -> None:
+    """Token counts around the 6-query groups and 16-key panels, one token, several heads."""
+    kernels = _kernels()
+    g = torch.Generator().manual_seed(b * 1000 + n + heads + hd)
+    qkv = torch.randn(b, n, 3 * heads * hd, generator=g) * 2  # peaked softmax rows too
+    q, k, v = qkv.double().view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1)
+    with torch.inference_mode():
+        torch.testing.assert_close(kernels.attention(qkv, heads).double(), want, atol=5e-5, rtol=1e-5)
+        torch.testing.assert_close(layers.fused_self_attention(qkv, heads).double(), want, atol=5e-5, rtol=1e-5)
+    # outside inference (training, other dtypes) SDPA
+    torch.testing.assert_close(layers.fused_self_attention(qkv.double(), heads), want)
 
 
 def test_build_is_cached(fresh: Path) -> None:
-    _product()
+    _kernels()
     built = sorted((fresh / "kernels").iterdir())
     assert len(built) == 1 and built[0].suffix == ".so"
     stamp = built[0].stat().st_mtime_ns
@@ -74,22 +141,26 @@ def test_unavailable_kernel_falls_back(
 ) -> None:
     monkeypatch.setenv("CC", str(fresh / "no-such-compiler"))
     with caplog.at_level(logging.INFO, logger="openblip.model.cpu_kernel"):
-        assert cpu_kernel.product() is None
-    assert "not used" in caplog.text and "decoding uses oneDNN" in caplog.text
+        assert cpu_kernel.load() is None
+    assert "not used" in caplog.text and "uses oneDNN" in caplog.text
     lin = layers.Linear(16, 8)
     x = torch.randn(3, 16)
     with torch.inference_mode():
         torch.testing.assert_close(lin(x), torch.nn.functional.linear(x, lin.weight, lin.bias), atol=1e-5, rtol=1e-5)
-    cpu_kernel.product.cache_clear()
+    cpu_kernel.load.cache_clear()
     monkeypatch.delenv("CC")
     monkeypatch.setenv("OPENBLIP_CPU_KERNEL", "0")
-    assert cpu_kernel.product() is None
+    assert cpu_kernel.load() is None
 
 
-def test_fits_checks_shapes() -> None:
+def test_pick_checks_shapes() -> None:
+    kernels = _kernels()
     w = torch.randn(6, 16)
-    assert cpu_kernel.fits(torch.randn(4, 16), w, None)
-    assert not cpu_kernel.fits(torch.randn(4, 12), torch.randn(6, 12), None)  # K % 8
-    assert not cpu_kernel.fits(torch.randn(4, 16), torch.randn(5, 16), None)  # N odd
-    assert not cpu_kernel.fits(torch.randn(17, 16), w, None)  # past MAX_ROWS
-    assert not cpu_kernel.fits(torch.randn(16, 4).t(), w, None)  # not contiguous
+    assert cpu_kernel.pick(kernels, torch.randn(4, 16), w, None) is kernels.few_rows
+    assert cpu_kernel.pick(kernels, torch.randn(17, 16), w, None) is kernels.many_rows  # past MAX_ROWS
+    assert cpu_kernel.pick(kernels, torch.randn(4, 12), torch.randn(6, 12), None) is None  # K % 8
+    assert cpu_kernel.pick(kernels, torch.randn(4, 16), torch.randn(5, 16), None) is None  # N odd
+    assert cpu_kernel.pick(kernels, torch.randn(20, 12), torch.randn(5, 12), None) is kernels.many_rows
+    assert cpu_kernel.pick(kernels, torch.randn(16, 4).t(), w, None) is None  # not contiguous
+    assert cpu_kernel.pick(kernels, torch.randn(0, 16), w, None) is None  # empty
+    assert cpu_kernel.pick(kernels, torch.randn(20, 16), w, torch.randn(12)[::2]) is None

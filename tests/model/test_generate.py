@@ -195,3 +195,52 @@ def test_static_cache_reorders_but_never_drops_rows() -> None:
     assert (cache.k[0, :, :, 2] == -1).all() and (cache.v[0, :, :, 2] == -2).all()
     cache.advance(1)
     assert cache.length == 3 and cache.positions is not None and cache.positions.tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GenerationConfig(max_length=16),
+        GenerationConfig(max_length=14, num_beams=3, num_return_sequences=2),
+        GenerationConfig(max_length=12, do_sample=True, top_p=0.9, seed=3, num_return_sequences=2),
+    ],
+    ids=["greedy", "beam3", "sample"],
+)
+def test_folded_context_generates_as_precomputed_keys(model: Blip, cfg: GenerationConfig) -> None:
+    """On the CPU few sequences per context read the image tokens through folded projections;
+    the sequences equal those from precomputed keys/values (padded contexts included)."""
+    from openblip.model.generate import fold_context
+
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(5, 3, 64, 64) * 3)
+    assert fold_context(dec, img, len(PROMPT), cfg)
+    folded = generate(dec, img, PROMPT, cfg)
+    with torch.inference_mode():
+        kv = dec.transformer.cross_kv(img)
+    assert torch.equal(folded.sequences, generate(dec, kv, PROMPT, cfg).sequences)
+    mask = torch.ones(5, img.shape[1], dtype=torch.long)
+    mask[2:, 10:] = 0
+    folded = generate(dec, img, PROMPT, cfg, context_mask=mask)
+    with torch.inference_mode():
+        kv = dec.transformer.cross_kv(img, mask)
+    assert torch.equal(folded.sequences, generate(dec, kv, PROMPT, cfg).sequences)
+
+
+def test_fold_context_rule(model: Blip) -> None:
+    from dataclasses import replace
+
+    from openblip.model.generate import fold_context
+
+    dec = model.text_decoder
+    assert dec is not None
+    width = dec.transformer.cfg.width
+    heads = dec.transformer.cfg.heads
+    img = torch.zeros(2, 10, width)
+    limit = width * width / (heads * width - width)  # queries x steps below which folding pays
+    greedy = GenerationConfig(max_length=1 + int(limit) - 1)
+    assert fold_context(dec, img, 1, greedy)
+    assert not fold_context(dec, img, 1, replace(greedy, max_length=1 + int(limit) + 1))
+    assert not fold_context(dec, img, 1, GenerationConfig(max_length=21, num_beams=5))
+    assert not fold_context(dec, img, 1, replace(greedy, cuda_graph=True))  # graphs take CrossKV
+    assert not fold_context(dec, img.to("meta"), 1, greedy)  # CPU only

@@ -44,7 +44,7 @@ def test_model_built_in_inference_mode_takes_the_onednn_path(monkeypatch: pytest
     # (it once did, silently disabling the fast path for every model built under inference_mode).
     if not torch.backends.mkldnn.is_available():
         return
-    monkeypatch.setattr(layers.cpu_kernel, "product", lambda: None)  # oneDNN, not our kernel
+    monkeypatch.setattr(layers.cpu_kernel, "load", lambda: None)  # oneDNN, not our kernel
     with torch.inference_mode():
         lin = Linear(32, 24)
         x = torch.randn(4, 32)

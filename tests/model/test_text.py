@@ -167,3 +167,43 @@ def test_image_tokens_projected_layer_by_layer() -> None:
     with torch.no_grad():
         eager = encoder(ids, torch.ones_like(ids), encoder.cross_kv(tokens))
     torch.testing.assert_close(lazy, eager, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("inference", [True, False], ids=["kernels", "bmm"])
+def test_folded_cross_attention_equals_projected(inference: bool) -> None:
+    """Folding the key/value projections into queries and outputs is the same function (the key
+    bias cancels in the softmax, the value bias passes through), padded context included, with
+    several query rows grouped per context."""
+    from openblip.model.text import ResidualAttention
+
+    cfg = preset("tiny", "caption").text
+    torch.manual_seed(0)
+    attn = ResidualAttention(cfg, context_width=48).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.normal_(0, 0.3)  # biases too: they must cancel / pass through
+    tokens = torch.randn(3, 9, 48)
+    x = torch.randn(6, 2, cfg.width)  # 3 contexts x 2 rows, 2 positions each
+    mask = torch.ones(3, 9)
+    mask[1, 5:] = 0
+    from openblip.model.layers import padding_bias
+
+    bias = padding_bias(mask, torch.float32)
+    with torch.inference_mode() if inference else torch.no_grad():
+        want = attn(x, bias, kv=attn.project_kv(tokens))
+        got = attn.attend_folded(x, tokens, bias)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+
+
+def test_decoder_reads_a_folded_context_like_precomputed_keys(model: Blip) -> None:
+    from openblip.model.cache import FoldedContext
+
+    dec = model.text_decoder
+    assert dec is not None
+    ids = _ids(4, 5)
+    ids[:, 0] = 30522
+    img = model.encode_image(torch.randn(2, 3, 64, 64))
+    with torch.inference_mode():
+        want = dec(ids, None, dec.transformer.cross_kv(img))
+        got = dec(ids, None, FoldedContext(img, None))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)

@@ -126,3 +126,13 @@ class ContextTokens:
     @property
     def count(self) -> int:
         return self.tokens.shape[0]
+
+
+@dataclass
+class FoldedContext(ContextTokens):
+    """Context tokens that cross-attention reads directly, its key/value projections folded into
+    its queries and outputs (`ResidualAttention.attend_folded`): no keys/values are computed.
+    Generation on the CPU uses it when few sequences share each context (see generate.py)."""
+
+    def select(self, rows: torch.Tensor) -> FoldedContext:
+        return FoldedContext(self.tokens[rows], None if self.bias is None else self.bias[rows])

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from openblip.model.cache import CrossKV, KVCache
+from openblip.model.cache import CrossKV, FoldedContext, KVCache
 from openblip.model.text import TextDecoder
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Step = Callable[[torch.Tensor], torch.Tensor]  # (rows, 1) ids -> (rows, vocab) next-token logits
 
 
-def decode_step(decoder: TextDecoder, kv: CrossKV, cache: KVCache, graph: bool) -> Step:
+def decode_step(decoder: TextDecoder, kv: CrossKV | FoldedContext, cache: KVCache, graph: bool) -> Step:
     """The step function of a generation loop. With `graph` the cache becomes static (fixed
     shapes from here on) and, on CUDA, the step is a replay of a captured CUDA graph (its logits
     buffer is reused: consume it before the next call)."""

@@ -11,8 +11,10 @@ so that greedy and beam ids are identical to `transformers` on the same weights:
   sum_logprob / (generated_length ** length_penalty) and stops a batch item once no running
   beam can beat its worst finished one (transformers' early_stopping=False heuristic).
 
-What we do differently, for speed (same results): cross-attention keys/values are computed once
-per context and shared by its beams/return sequences (never copied); the self-attention cache is
+What we do differently, for speed (same results up to float summation order): cross-attention
+keys/values are computed once per context and shared by its beams/return sequences (never
+copied), or, on the CPU with few sequences per context, never computed: cross-attention reads the
+context tokens through folded projections (`fold_context`); the self-attention cache is
 preallocated; contexts whose sequences are all finished are dropped from the batch.
 Output sequences are padded with `pad_token_id` after [SEP] (transformers pads beam outputs
 with the eos id instead).
@@ -25,8 +27,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from openblip.model.cache import CrossKV
+from openblip.model.cache import CrossKV, FoldedContext
 from openblip.model.cuda_graph import decode_step
+from openblip.model.layers import padding_bias
 from openblip.model.text import TextDecoder
 
 NEG_INF = float("-inf")
@@ -149,8 +152,14 @@ def generate(
     or their precomputed CrossKV. prompt: (P,) ids shared by all, or (B, P); it starts with [DEC].
     Returns B * num_return_sequences sequences, grouped per context.
     """
-    kv = context if isinstance(context, CrossKV) else decoder.transformer.cross_kv(context, context_mask)
-    batch = kv.k[0].shape[0]
+    kv: CrossKV | FoldedContext
+    if isinstance(context, CrossKV):
+        kv = context
+    elif fold_context(decoder, context, prompt.shape[-1], cfg):
+        kv = FoldedContext(context, None if context_mask is None else padding_bias(context_mask, context.dtype))
+    else:
+        kv = decoder.transformer.cross_kv(context, context_mask)
+    batch = kv.count
     if prompt.dim() == 1:
         prompt = prompt[None].expand(batch, -1)
     if prompt.shape[0] != batch:
@@ -160,10 +169,28 @@ def generate(
     positions = decoder.transformer.embeddings.position.num_embeddings
     if cfg.max_length > positions:
         raise ValueError(f"max_length {cfg.max_length} exceeds the decoder's {positions} positions")
-    prompt = prompt.to(kv.k[0].device)
+    prompt = prompt.to(context.k[0].device if isinstance(context, CrossKV) else context.device)
     if cfg.num_beams > 1:
         return _beam_search(decoder, kv, prompt, cfg)
     return _greedy_or_sample(decoder, kv, prompt, cfg)
+
+
+def fold_context(decoder: TextDecoder, context: torch.Tensor, prompt_length: int, cfg: GenerationConfig) -> bool:
+    """Whether cross-attention should read the context tokens directly, its key/value projections
+    folded into queries and outputs (FoldedContext), rather than precompute every layer's keys
+    and values once (CrossKV). On the CPU only (on a GPU the precomputed keys/values suit
+    batched kernels and CUDA graphs). Per context and layer, the keys/values cost 2 N Dc D
+    multiply-adds once; folding costs about (H Dc - D) N more per query and step than attending
+    to them. So fold when queries per context x steps < Dc D / (H Dc - D): ~70 for BLIP
+    (greedy or 3 beams over 20 tokens; not 5 beams)."""
+    if context.device.type != "cpu" or cfg.cuda_graph:
+        return False
+    tcfg = decoder.transformer.cfg
+    dc = context.shape[-1]
+    queries = cfg.num_beams * cfg.num_return_sequences
+    steps = cfg.max_length - prompt_length
+    extra = tcfg.heads * dc - tcfg.width
+    return extra <= 0 or queries * steps * extra < dc * tcfg.width
 
 
 def _compact_due(done: int, total: int) -> bool:
@@ -172,7 +199,7 @@ def _compact_due(done: int, total: int) -> bool:
 
 
 def _greedy_or_sample(
-    decoder: TextDecoder, kv: CrossKV, prompt: torch.Tensor, cfg: GenerationConfig
+    decoder: TextDecoder, kv: CrossKV | FoldedContext, prompt: torch.Tensor, cfg: GenerationConfig
 ) -> GenerationOutput:
     group = cfg.num_return_sequences
     batch = prompt.shape[0]
@@ -222,7 +249,9 @@ def _greedy_or_sample(
     return GenerationOutput(out[:, :length], scores)
 
 
-def _beam_search(decoder: TextDecoder, kv: CrossKV, prompt: torch.Tensor, cfg: GenerationConfig) -> GenerationOutput:
+def _beam_search(
+    decoder: TextDecoder, kv: CrossKV | FoldedContext, prompt: torch.Tensor, cfg: GenerationConfig
+) -> GenerationOutput:
     k = cfg.num_beams
     batch, plen = prompt.shape
     device = prompt.device

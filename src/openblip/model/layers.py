@@ -66,9 +66,9 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * hd)
 
 
-# Rows at or below which a CPU fp32 inference matmul goes through oneDNN with a prepacked weight:
-# for decoding (a few rows per step) MKL's default GEMM streams the weight at a third of the memory
-# bandwidth oneDNN reaches; for large inputs (the vision encoder) both are compute-bound and equal.
+# Without our CPU kernels (model/cpu_kernel.py), an fp32 inference matmul of at most this many rows
+# goes through oneDNN with a prepacked weight: for decoding (a few rows per step) MKL's default GEMM
+# streams the weight at a third of the memory bandwidth oneDNN reaches; for more rows both are alike.
 SMALL_ROWS = 64
 _onednn_failed = False
 
@@ -101,11 +101,10 @@ class PackedWeight:
         return self.packed
 
 
-def small_batch_linear(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight
-) -> torch.Tensor:
-    """F.linear; for CPU fp32 inference on a few rows, our AVX2 kernel (model/cpu_kernel.py) or
-    else oneDNN with a prepacked weight (same result up to float summation order)."""
+def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight) -> torch.Tensor:
+    """F.linear; in CPU fp32 inference, our AVX2 kernels (model/cpu_kernel.py: few rows for
+    decoding steps, blocked for the rest), or without them oneDNN with a prepacked weight for up
+    to SMALL_ROWS rows. Same result up to float summation order."""
     global _onednn_failed
     if (
         torch.is_grad_enabled()
@@ -113,14 +112,14 @@ def small_batch_linear(
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
         or (bias is not None and bias.dtype != torch.float32)
-        or x.numel() > SMALL_ROWS * x.shape[-1]
     ):
         return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
-    kernel = cpu_kernel.product()
-    if kernel is not None and cpu_kernel.fits(flat, weight, bias):
-        return kernel(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
-    if _onednn_failed or not torch.backends.mkldnn.is_available():
+    kernels = cpu_kernel.load()
+    product = None if kernels is None else cpu_kernel.pick(kernels, flat, weight, bias)
+    if product is not None:
+        return product(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
+    if flat.shape[0] > SMALL_ROWS or _onednn_failed or not torch.backends.mkldnn.is_available():
         return F.linear(x, weight, bias)
     try:
         out = torch.ops.mkldnn._linear_pointwise(flat, packed.get(weight), bias, "none", [], "")
@@ -131,15 +130,49 @@ def small_batch_linear(
     return out.view(*x.shape[:-1], weight.shape[0])
 
 
+def _fp32_cpu_inference(*tensors: torch.Tensor) -> bool:
+    return not torch.is_grad_enabled() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
+def context_scores(q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """q (C, R, D), tokens (C, N, D) -> (C, R, N): torch.bmm(q, tokens^T), on fp32 CPU inference
+    through our kernel (model/cpu_kernel.py)."""
+    kernels = cpu_kernel.load() if _fp32_cpu_inference(q, tokens) and q.shape[-1] % 16 == 0 else None
+    if kernels is None:
+        return torch.bmm(q, tokens.transpose(1, 2))
+    return kernels.scores(q.contiguous(), tokens.contiguous())
+
+
+def context_mix(p: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """p (C, R, N), tokens (C, N, D) -> (C, R, D): torch.bmm(p, tokens), on fp32 CPU inference
+    through our kernel (model/cpu_kernel.py)."""
+    kernels = cpu_kernel.load() if _fp32_cpu_inference(p, tokens) and tokens.shape[-1] % 16 == 0 else None
+    if kernels is None:
+        return torch.bmm(p, tokens)
+    return kernels.mix(p.contiguous(), tokens.contiguous())
+
+
+def fused_self_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """Unmasked self-attention, no dropout: qkv (B, N, 3 D) as one projection lays out [q; k; v]
+    -> (B, N, D), heads merged. On fp32 CPU inference our kernel (model/cpu_kernel.py), else SDPA."""
+    b, n, d3 = qkv.shape
+    hd = d3 // 3 // heads
+    kernels = cpu_kernel.load() if _fp32_cpu_inference(qkv) and hd % 16 == 0 else None
+    if kernels is None:
+        q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        return merge_heads(sdpa(q, k, v, None, 0.0))
+    return kernels.attention(qkv.contiguous(), heads)
+
+
 class Linear(nn.Linear):
-    """nn.Linear (same parameters and state_dict) with the small-batch CPU inference path."""
+    """nn.Linear (same parameters and state_dict) with the CPU inference paths of `cpu_linear`."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias)
         self._packed = PackedWeight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return small_batch_linear(x, self.weight, self.bias, self._packed)
+        return cpu_linear(x, self.weight, self.bias, self._packed)
 
 
 class Mlp(nn.Module):

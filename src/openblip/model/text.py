@@ -19,16 +19,18 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openblip.config import TextConfig
-from openblip.model.cache import ContextTokens, CrossKV, KVCache
+from openblip.model.cache import ContextTokens, CrossKV, FoldedContext, KVCache
 from openblip.model.layers import (
     MASK_VALUE,
     Linear,
     Mlp,
     PackedWeight,
+    context_mix,
+    context_scores,
+    cpu_linear,
     merge_heads,
     padding_bias,
     sdpa,
-    small_batch_linear,
     split_heads,
 )
 
@@ -101,6 +103,35 @@ class ResidualAttention(nn.Module):
             out = out.reshape(k.shape[0], h, group, length, hd).transpose(1, 2).reshape(b, h, length, hd)
         y = F.dropout(self.out(merge_heads(out)), p, self.training)
         return self.norm(x + y)
+
+    def attend_folded(self, x: torch.Tensor, tokens: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """Cross-attention to the context tokens (Bc, N, Dc) themselves, the key and value
+        projections folded into the queries and the outputs (inference only; same function as
+        `forward` with kv=project_kv(tokens), up to float summation order).
+
+        Per head h: q.(Wk t + bk) = (Wk^T q).t + q.bk, whose last term is one constant per query
+        and cancels in the softmax; sum_j p_j (Wv t_j + bv) = Wv (sum_j p_j t_j) + bv, as the p_j
+        sum to 1. It costs ~2 H N Dc per query instead of 2 N Dc D per context for the keys and
+        values: cheaper for a few queries per context (greedy decoding), and the tokens, shared
+        by every layer, stay in cache where each layer's keys/values would stream from memory.
+        """
+        b, length, d = x.shape
+        bc, n, dc = tokens.shape
+        h = self.heads
+        hd = d // h
+        rows = b // bc * length  # queries per context
+        q = self.query(x) * hd**-0.5
+        q = q.view(bc, rows, h, hd).permute(2, 0, 1, 3).reshape(h, bc * rows, hd)
+        qk = context_mix(q, self.key.weight.view(h, hd, dc))  # (H, Bc*rows, Dc)
+        qk = qk.view(h, bc, rows, dc).transpose(0, 1).reshape(bc, h * rows, dc)
+        scores = context_scores(qk, tokens)  # (Bc, H*rows, N)
+        if bias is not None:
+            scores = scores + bias.view(bc, 1, n)
+        ctx = context_mix(scores.softmax(-1), tokens)  # (Bc, H*rows, Dc)
+        ctx = ctx.view(bc, h, rows, dc).transpose(0, 1).reshape(h, bc * rows, dc)
+        out = context_scores(ctx, self.value.weight.view(h, hd, dc)) + self.value.bias.view(h, 1, hd)
+        out = out.view(h, bc, rows, hd).permute(1, 2, 0, 3).reshape(b, length, d)
+        return self.norm(x + self.out(out))
 
 
 class FeedForward(nn.Module):
@@ -193,7 +224,7 @@ class TextTransformer(nn.Module):
         self,
         ids: torch.Tensor,
         mask: torch.Tensor | None = None,
-        context: torch.Tensor | CrossKV | None = None,
+        context: torch.Tensor | CrossKV | FoldedContext | None = None,
         context_mask: torch.Tensor | None = None,
         *,
         cache: KVCache | None = None,
@@ -217,7 +248,7 @@ class TextTransformer(nn.Module):
         kv: CrossKV | ContextTokens | None
         if context is None:
             kv = None
-        elif isinstance(context, CrossKV):
+        elif isinstance(context, (CrossKV, FoldedContext)):
             kv = context
         else:  # projected layer by layer (_layer refuses a transformer without cross-attention)
             kv = ContextTokens(context, None if context_mask is None else padding_bias(context_mask, context.dtype))
@@ -245,8 +276,11 @@ class TextTransformer(nn.Module):
         if kv is not None:
             if layer.cross_attn is None:
                 raise ValueError("context given to a text transformer without cross-attention")
-            pair = layer.cross_attn.project_kv(kv.tokens) if isinstance(kv, ContextTokens) else (kv.k[i], kv.v[i])
-            x = layer.cross_attn(x, kv.bias, kv=pair)
+            if isinstance(kv, FoldedContext):
+                x = layer.cross_attn.attend_folded(x, kv.tokens, kv.bias)
+            else:
+                pair = layer.cross_attn.project_kv(kv.tokens) if isinstance(kv, ContextTokens) else (kv.k[i], kv.v[i])
+                x = layer.cross_attn(x, kv.bias, kv=pair)
         return layer.ffn(x)
 
     def _self_bias(self, mask: torch.Tensor | None, length: int, start: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -278,7 +312,7 @@ class LMHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         h = self.norm(F.gelu(self.dense(hidden)))
-        return small_batch_linear(h, word_embeddings, self.bias, self._packed_embeddings)
+        return cpu_linear(h, word_embeddings, self.bias, self._packed_embeddings)
 
 
 class TextDecoder(nn.Module):
@@ -293,7 +327,7 @@ class TextDecoder(nn.Module):
         self,
         ids: torch.Tensor,
         mask: torch.Tensor | None = None,
-        context: torch.Tensor | CrossKV | None = None,
+        context: torch.Tensor | CrossKV | FoldedContext | None = None,
         context_mask: torch.Tensor | None = None,
         *,
         cache: KVCache | None = None,

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from openblip.config import VisionConfig
-from openblip.model.layers import Mlp, drop_path, merge_heads, sdpa
+from openblip.model.layers import Linear, Mlp, drop_path, fused_self_attention
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
@@ -49,14 +49,11 @@ class VisionAttention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)  # [q; k; v] stacked on the output dim
-        self.proj = nn.Linear(width, width)
+        self.qkv = Linear(width, 3 * width)  # [q; k; v] stacked on the output dim
+        self.proj = Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        qkv = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = sdpa(qkv[0], qkv[1], qkv[2], None, 0.0)  # (B, H, N, hd)
-        return self.proj(merge_heads(out))
+        return self.proj(fused_self_attention(self.qkv(x), self.heads))
 
 
 class Block(nn.Module):
