@@ -110,7 +110,7 @@ def build(compiler: str | None = None) -> Path:
 def _bind(path: Path) -> Kernels:
     lib = ctypes.CDLL(str(path))
     small = lib.openblip_small_linear
-    small.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 5
+    small.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
     small.restype = None
     blocked = lib.openblip_blocked_linear
     blocked.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 3 + [ctypes.c_int]
@@ -119,14 +119,9 @@ def _bind(path: Path) -> Kernels:
     def few_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         m, k = x.shape
         n = weight.shape[0]
-        padded = (m + 5) // 6 * 6  # the kernel takes x in groups of six rows
-        xp = x
-        if padded != m:
-            xp = torch.zeros(padded, k, dtype=x.dtype)
-            xp[:m] = x
         y = torch.empty(m, n, dtype=x.dtype)
         bias_ptr = None if bias is None else bias.data_ptr()
-        small(xp.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(), m, padded, n, k, torch.get_num_threads())
+        small(x.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(), m, n, k, torch.get_num_threads())
         return y
 
     def many_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -140,36 +135,21 @@ def _bind(path: Path) -> Kernels:
 
     folded_scores, folded_context = lib.openblip_folded_scores, lib.openblip_folded_context
     for fn in (folded_scores, folded_context):
-        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 6
+        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 5
         fn.restype = None
-
-    def six_rows(x: torch.Tensor) -> torch.Tensor:  # (C, R, K) -> (C, Rp, K), Rp a multiple of 6
-        r = x.shape[1]
-        padded = (r + 5) // 6 * 6
-        if padded == r:
-            return x
-        out = x.new_zeros(x.shape[0], padded, x.shape[2])
-        out[:, :r] = x
-        return out
 
     def scores(q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         c, r, d = q.shape
         n = tokens.shape[1]
-        qp = six_rows(q)
         out = torch.empty(c, r, n, dtype=q.dtype)
-        folded_scores(
-            qp.data_ptr(), tokens.data_ptr(), out.data_ptr(), c, r, qp.shape[1], n, d, torch.get_num_threads()
-        )
+        folded_scores(q.data_ptr(), tokens.data_ptr(), out.data_ptr(), c, r, n, d, torch.get_num_threads())
         return out
 
     def mix(p: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         c, r, n = p.shape
         d = tokens.shape[2]
-        pp = six_rows(p)
         out = torch.empty(c, r, d, dtype=p.dtype)
-        folded_context(
-            pp.data_ptr(), tokens.data_ptr(), out.data_ptr(), c, r, pp.shape[1], n, d, torch.get_num_threads()
-        )
+        folded_context(p.data_ptr(), tokens.data_ptr(), out.data_ptr(), c, r, n, d, torch.get_num_threads())
         return out
 
     fused = lib.openblip_attention

@@ -7,7 +7,8 @@
  * Parallel over pairs of W rows with OpenMP (the same libgomp as torch: the loader reuses the one
  * already in the process by its soname).
  *
- * x: (Mp, K), Mp a multiple of 6, rows M..Mp-1 zero; w: (N, K); b: (N) or NULL; y: (M, N).
+ * x: (M, K); w: (N, K); b: (N) or NULL; y: (M, N). A last group of fewer than six rows repeats
+ * the last row (its products are discarded), so callers pass x as it is.
  * Requires K % 8 == 0 and N % 2 == 0 (checked by the caller). All row-major and contiguous.
  */
 #include <immintrin.h>
@@ -23,23 +24,26 @@ static inline float hsum(__m256 v) {
 
 #define PREFETCH_AHEAD 128 /* floats: two cache-line pairs ahead of each weight stream */
 
-void openblip_small_linear(const float *x, const float *w, const float *b, float *y,
-                           int M, int Mp, int N, int K, int threads) {
+void openblip_small_linear(const float *x, const float *w, const float *b, float *y, int M, int N, int K,
+                           int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int n = 0; n < N; n += 2) {
         const float *w0 = w + (size_t)n * K;
         const float *w1 = w0 + K;
-        for (int m0 = 0; m0 < Mp; m0 += 6) {
+        for (int m0 = 0; m0 < M; m0 += 6) {
             __m256 acc[6][2];
-            for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-            const float *xr = x + (size_t)m0 * K;
+            const float *xr[6];
+            for (int i = 0; i < 6; i++) {
+                acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+                xr[i] = x + (size_t)(m0 + i < M ? m0 + i : M - 1) * K;
+            }
             for (int k = 0; k < K; k += 8) {
                 _mm_prefetch((const char *)(w0 + k + PREFETCH_AHEAD), _MM_HINT_T0);
                 _mm_prefetch((const char *)(w1 + k + PREFETCH_AHEAD), _MM_HINT_T0);
                 __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
 #pragma GCC unroll 6
                 for (int i = 0; i < 6; i++) {
-                    __m256 xv = _mm256_loadu_ps(xr + (size_t)i * K + k);
+                    __m256 xv = _mm256_loadu_ps(xr[i] + k);
                     acc[i][0] = _mm256_fmadd_ps(xv, v0, acc[i][0]);
                     acc[i][1] = _mm256_fmadd_ps(xv, v1, acc[i][1]);
                 }

@@ -35,6 +35,22 @@ static inline void tile(long kc, const float *a, const float *b, float *y, long 
         c50 = _mm256_fmadd_ps(a1, b0, c50);
         c51 = _mm256_fmadd_ps(a1, b1, c51);
     }
+    if (mr == MR && nr == NR) { /* a full tile: straight from the registers */
+        __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+        __m256 b0 = _mm256_setzero_ps(), b1 = b0;
+        if (first && bias) b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+        for (long r = 0; r < MR; r++) {
+            float *yr = y + r * ldy;
+            if (first) {
+                _mm256_storeu_ps(yr, _mm256_add_ps(acc[r][0], b0));
+                _mm256_storeu_ps(yr + 8, _mm256_add_ps(acc[r][1], b1));
+            } else {
+                _mm256_storeu_ps(yr, _mm256_add_ps(_mm256_loadu_ps(yr), acc[r][0]));
+                _mm256_storeu_ps(yr + 8, _mm256_add_ps(_mm256_loadu_ps(yr + 8), acc[r][1]));
+            }
+        }
+        return;
+    }
     float t[MR * NR] __attribute__((aligned(32)));
     _mm256_store_ps(t + 0, c00), _mm256_store_ps(t + 8, c01);
     _mm256_store_ps(t + 16, c10), _mm256_store_ps(t + 24, c11);
