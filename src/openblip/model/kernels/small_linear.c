@@ -22,7 +22,9 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, h));
 }
 
-#define PREFETCH_AHEAD 128 /* floats: two cache-line pairs ahead of each weight stream */
+#define PREFETCH_AHEAD 128 /* floats: two cache-line pairs ahead of each weight stream; non-temporal so
+                              * the weights, read once per step, do not evict what is reused (the
+                              * context tokens that folded cross-attention reads at every layer) */
 
 void openblip_small_linear(const float *x, const float *w, const float *b, float *y, int M, int N, int K,
                            int threads) {
@@ -38,8 +40,8 @@ void openblip_small_linear(const float *x, const float *w, const float *b, float
                 xr[i] = x + (size_t)(m0 + i < M ? m0 + i : M - 1) * K;
             }
             for (int k = 0; k < K; k += 8) {
-                _mm_prefetch((const char *)(w0 + k + PREFETCH_AHEAD), _MM_HINT_T0);
-                _mm_prefetch((const char *)(w1 + k + PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(w0 + k + PREFETCH_AHEAD), _MM_HINT_NTA);
+                _mm_prefetch((const char *)(w1 + k + PREFETCH_AHEAD), _MM_HINT_NTA);
                 __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
 #pragma GCC unroll 6
                 for (int i = 0; i < 6; i++) {
