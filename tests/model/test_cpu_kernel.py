@@ -164,3 +164,19 @@ def test_pick_checks_shapes() -> None:
     assert cpu_kernel.pick(kernels, torch.randn(16, 4).t(), w, None) is None  # not contiguous
     assert cpu_kernel.pick(kernels, torch.randn(0, 16), w, None) is None  # empty
     assert cpu_kernel.pick(kernels, torch.randn(20, 16), w, torch.randn(12)[::2]) is None
+
+
+def test_kernel_sources_are_package_data() -> None:
+    """An installed (non-editable) package must ship every source and header the build reads."""
+    import fnmatch
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["openblip"]
+    package = root / "src" / "openblip"
+    for path in cpu_kernel.SOURCES + cpu_kernel.HEADERS:
+        rel = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} is not package data"
+    on_disk = {p.name for p in cpu_kernel.KERNELS.iterdir() if p.suffix in (".c", ".h")}
+    assert on_disk == {p.name for p in cpu_kernel.SOURCES + cpu_kernel.HEADERS}  # none left out of the build
