@@ -30,7 +30,7 @@ def _kernels() -> cpu_kernel.Kernels:
 
 
 @pytest.mark.parametrize("m", [1, 2, 4, 6, 7, 12, 16])
-@pytest.mark.parametrize(("k", "n"), [(8, 2), (64, 10), (768, 768), (3072, 130)])
+@pytest.mark.parametrize(("k", "n"), [(8, 2), (8, 1), (64, 10), (64, 9), (768, 768), (3072, 130)])
 def test_few_rows_equals_linear(m: int, k: int, n: int) -> None:
     fn = _kernels().few_rows
     g = torch.Generator().manual_seed(m * 1000 + k + n)
@@ -53,6 +53,27 @@ def test_many_rows_equals_linear(m: int, k: int, n: int) -> None:
     tol = 2e-6 * k**0.5 * 10
     torch.testing.assert_close(fn(x, w, b).double(), want, atol=tol, rtol=1e-5)
     torch.testing.assert_close(fn(x, w, None).double(), want - b.double(), atol=tol, rtol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 5])
+def test_kernels_with_other_thread_counts(threads: int) -> None:
+    """Any thread count (the blocked product lays its threads out as a rows x columns grid)."""
+    kernels = _kernels()
+    g = torch.Generator().manual_seed(threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for m, k, n in [(600, 70, 50), (40, 33, 300), (7, 64, 9)]:
+            x, w, b = torch.randn(m, k, generator=g), torch.randn(n, k, generator=g), torch.randn(n, generator=g)
+            want = torch.nn.functional.linear(x.double(), w.double(), b.double())
+            fn = kernels.few_rows if m <= cpu_kernel.MAX_ROWS else kernels.many_rows
+            torch.testing.assert_close(fn(x, w, b).double(), want, atol=2e-4, rtol=1e-5)
+        qkv = torch.randn(2, 13, 3 * 32, generator=g)
+        q, kk, v = qkv.double().view(2, 13, 3, 2, 16).permute(2, 0, 3, 1, 4)
+        want = torch.nn.functional.scaled_dot_product_attention(q, kk, v).transpose(1, 2).reshape(2, 13, -1)
+        torch.testing.assert_close(kernels.attention(qkv, 2).double(), want, atol=5e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_inference_products_go_through_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +180,7 @@ def test_pick_checks_shapes() -> None:
     assert cpu_kernel.pick(kernels, torch.randn(4, 16), w, None) is kernels.few_rows
     assert cpu_kernel.pick(kernels, torch.randn(17, 16), w, None) is kernels.many_rows  # past MAX_ROWS
     assert cpu_kernel.pick(kernels, torch.randn(4, 12), torch.randn(6, 12), None) is None  # K % 8
-    assert cpu_kernel.pick(kernels, torch.randn(4, 16), torch.randn(5, 16), None) is None  # N odd
+    assert cpu_kernel.pick(kernels, torch.randn(4, 16), torch.randn(5, 16), None) is kernels.few_rows  # N odd
     assert cpu_kernel.pick(kernels, torch.randn(20, 12), torch.randn(5, 12), None) is kernels.many_rows
     assert cpu_kernel.pick(kernels, torch.randn(16, 4).t(), w, None) is None  # not contiguous
     assert cpu_kernel.pick(kernels, torch.randn(0, 16), w, None) is None  # empty

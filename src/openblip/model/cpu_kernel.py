@@ -54,7 +54,7 @@ Batched = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class Kernels:
     """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), on contiguous fp32 CPU tensors."""
 
-    few_rows: Product  # M <= MAX_ROWS, K % 8 == 0, N % 2 == 0
+    few_rows: Product  # M <= MAX_ROWS, K % 8 == 0
     many_rows: Product  # any M, N, K >= 1
     # Per context c, for cross-attention with folded projections (kernels/folded_attention.c);
     # contiguous fp32, D % 16 == 0:
@@ -193,5 +193,5 @@ def pick(kernels: Kernels, x: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     if bias is not None and not bias.is_contiguous():
         return None
     if m <= MAX_ROWS:
-        return kernels.few_rows if k % 8 == 0 and n % 2 == 0 else None
+        return kernels.few_rows if k % 8 == 0 else None
     return kernels.many_rows

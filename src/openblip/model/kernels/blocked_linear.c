@@ -8,7 +8,8 @@
  * reads 16 consecutive floats per k; x is packed per block of MC rows x KC columns into panels of
  * 6 rows (also k-major), a block that stays in L2 while every weight panel passes over it, each
  * weight panel (KC x 16 floats, 16 KiB) staying in L1 across the block's row panels.
- * Threads split the rows (or, for few rows, the weight panels); none writes another's output.
+ * Threads split the rows and, when rows are too few to go round, the weight panels too; none
+ * writes another's output.
  * The packed weight lives only for the call (no second copy of the model is kept).
  *
  * x: (M, K); w: (N, K); b: (N) or NULL; y: (M, N); all row-major and contiguous, M, N, K >= 1.
@@ -65,19 +66,17 @@ int openblip_blocked_linear(const float *x, const float *w, const float *b, floa
         free(xp);
         return -1;
     }
-    int split_rows = row_panels >= 8L * threads; /* else too few rows to share: split the columns */
 #pragma omp parallel num_threads(threads)
     {
         pack_weight(w, wp, N, K); /* ends with the barrier of `omp for` */
+        /* Threads form a grid: as many row groups as there are rows for (>= 8 row panels each,
+         * so each thread's packed rows pay for themselves), the rest split the columns. */
         long t = omp_get_thread_num(), nt = omp_get_num_threads();
-        long r0 = 0, r1 = row_panels, p0 = 0, p1 = col_panels;
-        if (split_rows) {
-            r0 = row_panels * t / nt;
-            r1 = row_panels * (t + 1) / nt;
-        } else {
-            p0 = col_panels * t / nt;
-            p1 = col_panels * (t + 1) / nt;
-        }
+        long tm = min_l(nt, row_panels / 8 > 0 ? row_panels / 8 : 1);
+        while (nt % tm) tm--;
+        long tn = nt / tm, ti = t / tn, tj = t % tn;
+        long r0 = row_panels * ti / tm, r1 = row_panels * (ti + 1) / tm;
+        long p0 = col_panels * tj / tn, p1 = col_panels * (tj + 1) / tn;
         float *mine = xp + t * MC * KC;
         long m_end = min_l(r1 * MR, M);
         for (long m0 = r0 * MR; m0 < m_end; m0 += MC) {

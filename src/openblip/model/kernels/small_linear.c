@@ -9,7 +9,8 @@
  *
  * x: (M, K); w: (N, K); b: (N) or NULL; y: (M, N). A last group of fewer than six rows repeats
  * the last row (its products are discarded), so callers pass x as it is.
- * Requires K % 8 == 0 and N % 2 == 0 (checked by the caller). All row-major and contiguous.
+ * Requires K % 8 == 0 (checked by the caller); an odd N repeats the last row of W (discarded).
+ * All row-major and contiguous.
  */
 #include <immintrin.h>
 #include <stddef.h>
@@ -31,7 +32,7 @@ void openblip_small_linear(const float *x, const float *w, const float *b, float
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int n = 0; n < N; n += 2) {
         const float *w0 = w + (size_t)n * K;
-        const float *w1 = w0 + K;
+        const float *w1 = n + 1 < N ? w0 + K : w0;
         for (int m0 = 0; m0 < M; m0 += 6) {
             __m256 acc[6][2];
             const float *xr[6];
@@ -50,10 +51,10 @@ void openblip_small_linear(const float *x, const float *w, const float *b, float
                     acc[i][1] = _mm256_fmadd_ps(xv, v1, acc[i][1]);
                 }
             }
-            float b0 = b ? b[n] : 0.0f, b1 = b ? b[n + 1] : 0.0f;
+            float b0 = b ? b[n] : 0.0f, b1 = b && n + 1 < N ? b[n + 1] : 0.0f;
             for (int i = 0; i < 6 && m0 + i < M; i++) {
                 y[(size_t)(m0 + i) * N + n] = hsum(acc[i][0]) + b0;
-                y[(size_t)(m0 + i) * N + n + 1] = hsum(acc[i][1]) + b1;
+                if (n + 1 < N) y[(size_t)(m0 + i) * N + n + 1] = hsum(acc[i][1]) + b1;
             }
         }
     }
