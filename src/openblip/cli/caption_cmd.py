@@ -81,18 +81,19 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(require_caption_decoder, pipe)
+    try:  # settings the model cannot honour (prompt or lengths): checked on no image, before any record
+        caption_images(pipe.model, pipe.tokenizer, pipe.preprocess([]), cfg, args.prompt)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
-            try:
-                caps = guard.items(
-                    items,
-                    lambda good: caption_images(
-                        pipe.model, pipe.tokenizer, pipe.preprocess(images_of(good)), cfg, args.prompt
-                    ),
-                )
-            except ValueError as e:  # settings the model cannot honour (prompt or lengths)
-                raise UsageError(str(e)) from e
+            caps = guard.items(
+                items,
+                lambda good: caption_images(
+                    pipe.model, pipe.tokenizer, pipe.preprocess(images_of(good)), cfg, args.prompt
+                ),
+            )
             done = iter(caps)
             for it in items:
                 if it.error is not None:

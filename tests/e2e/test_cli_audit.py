@@ -1,0 +1,30 @@
+"""Failures found by the second acceptance audit of the inference commands, each run through
+`openblip.cli.main` in-process with the tiny e2e checkpoints (tests/e2e/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _records(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("first_bad", [True, False])
+def test_caption_settings_the_model_cannot_honour_are_refused_before_any_record(
+    first_bad: bool, models, images, tmp_path, capsys
+) -> None:
+    """A prompt longer than --max-length is a usage error (exit 2, nothing written) even when
+    the first batch holds only images that fail, or when every image fails."""
+    from openblip.cli import main
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image\n")
+    inputs = [str(bad), images[0]] if first_bad else [str(bad)]
+    args = ["caption", *inputs, "--model", models["full"], "--max-length", "3", "--batch-size", "1"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "the prompt takes 4 tokens ([DEC] included): max_length 3 leaves nothing to generate" in captured.err
