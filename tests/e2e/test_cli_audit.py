@@ -28,3 +28,26 @@ def test_caption_settings_the_model_cannot_honour_are_refused_before_any_record(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "the prompt takes 4 tokens ([DEC] included): max_length 3 leaves nothing to generate" in captured.err
+
+
+@pytest.mark.parametrize("lost", ["part-000000.npy", "part-000000.jsonl", "truncated npy"])
+def test_a_damaged_index_is_a_usage_error_naming_it(lost: str, models, images, tmp_path, capsys) -> None:
+    """An index whose part files are missing or cut short is refused by `search` and by
+    `index` (adding to it), with a message naming the directory: no traceback."""
+    from openblip.cli import main
+
+    idx = tmp_path / "idx"
+    assert main(["index", *images[:2], "--index", str(idx), "--model", models["full"]]) == 0
+    capsys.readouterr()
+    if lost == "truncated npy":
+        npy = idx / "part-000000.npy"
+        npy.write_bytes(npy.read_bytes()[:100])
+    else:
+        (idx / lost).unlink()
+    assert main(["search", "--index", str(idx), "--text", "a dog"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+    if lost.endswith(".jsonl"):  # adding needs the rows' keys: refused too
+        assert main(["index", images[2], "--index", str(idx)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err

@@ -65,9 +65,11 @@ def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[Bli
         else:
             pipe = load_pipeline(args, image_size=args.image_size or ident.image_size)
         try:
-            return pipe, pipe.open_index(args.index, kind)
+            opened = pipe.open_index(args.index, kind)
         except (RetrievalIndexError, ValueError) as e:
             raise UsageError(str(e)) from e
+        check_index(opened, args.index, embeddings=False)
+        return pipe, opened
     if kind is None:
         raise UsageError(f"--index {args.index}: no index there")
     if args.model is None:
@@ -81,6 +83,18 @@ def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[Bli
         return pipe, pipe.open_index(args.index, kind, tokenizer=tok)
     except (RetrievalIndexError, ValueError) as e:
         raise UsageError(str(e)) from e
+
+
+def check_index(index: EmbeddingIndex, directory: str, *, embeddings: bool) -> None:
+    """Read the index's rows (and its embeddings when `embeddings`) now, so that a part file
+    that is missing or cut short is a usage error naming the directory, not a traceback in the
+    middle of the run. Both are cached by the index: the run reads them once."""
+    try:
+        index.entries  # noqa: B018 (a property that reads the part files)
+        if embeddings:
+            index.embeddings()
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise UsageError(f"--index {directory}: damaged index ({e})") from e
 
 
 def run(args: argparse.Namespace) -> int:

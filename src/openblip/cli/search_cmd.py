@@ -30,7 +30,7 @@ from openblip.cli.common import (
     text_error,
 )
 from openblip.cli.guard import ModelFailure, ModelGuard
-from openblip.cli.index_cmd import open_for_model
+from openblip.cli.index_cmd import check_index, open_for_model
 from openblip.cli.io import RecordWriter
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if index.kind.value != expected:
         flag = "--text" if args.text else "--image"
         raise UsageError(f"{flag} searches an index of {expected}; {args.index} holds {index.kind.value}")
+    check_index(index, args.index, embeddings=True)
     if len(index) == 0:  # every item given to `openblip index` failed: no query could find anything
         raise UsageError(f"--index {args.index}: the index is empty (nothing was added to it)")
     if args.nlist > len(index):
