@@ -169,6 +169,21 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     assert str(tmp_path) in str(_fails(tmp_path, "is a directory"))
 
 
+def test_path_errors_say_what_is_wrong(tmp_path: Path) -> None:
+    """A symbolic link loop, or a name too long for the file system, is not "no such file"."""
+    (tmp_path / "a.png").symlink_to("b.png")
+    (tmp_path / "b.png").symlink_to("a.png")
+    error = _fails(tmp_path / "a.png", "symbolic link loop")
+    assert error.source == str(tmp_path / "a.png")
+    assert "no such file" not in str(error)
+    long = tmp_path / ("x" * 300 + ".png")
+    assert "File name too long" in str(_fails(long, "unreadable path"))
+    (tmp_path / "dangling.png").symlink_to("nowhere.png")
+    _fails(tmp_path / "dangling.png", "no such file")
+    (tmp_path / "plain.png").write_bytes(b"x")
+    _fails(tmp_path / "plain.png" / "inside.png", "no such file")  # a parent that is not a directory
+
+
 def test_corrupt_png_body_detected_at_load() -> None:
     data = bytearray(_png_bytes(Image.fromarray(_noise(32, 32))))
     idat = data.index(b"IDAT")

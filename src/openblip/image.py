@@ -14,10 +14,12 @@ preservation. The train transform reproduces ``RandomResizedCrop`` + ``RandomHor
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
 import random
+import stat
 import warnings
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
@@ -106,15 +108,20 @@ def load_image(
 
 
 def _check_path(path: str, label: str) -> None:
-    if not os.path.exists(path):
-        raise ImageError(label, "no such file")
-    if os.path.isdir(path):
-        raise ImageError(label, "is a directory, not an image file")
+    """One stat, whose failure says why: "no such file" only when nothing is there (a dangling
+    link included); a link loop, a name too long or a parent that cannot be searched say so
+    (os.path.exists is False for all of them)."""
     try:
-        size = os.path.getsize(path)
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ImageError(label, "no such file") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError(label, "symbolic link loop (too many levels of symbolic links)") from exc
         raise ImageError(label, f"unreadable path ({exc.strerror or exc})") from exc
-    if size == 0:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(label, "is a directory, not an image file")
+    if info.st_size == 0:
         raise ImageError(label, "empty file (0 bytes)")
 
 
