@@ -51,3 +51,23 @@ def test_a_damaged_index_is_a_usage_error_naming_it(lost: str, models, images, t
         assert main(["index", images[2], "--index", str(idx)]) == 2
         captured = capsys.readouterr()
         assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+
+
+def test_classify_counts_a_repeated_label_once(models, images, tmp_path, capsys) -> None:
+    """A label given twice (a labels file with a repeat) is one label: it is reported once and
+    does not take probability from the others."""
+    from openblip.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dog\ncat\n\ndog\nbird\n")
+    base = ["classify", images[0], "--model", models["full"], "--top-k", "10"]
+    assert main([*base, "--labels", "dog,cat,bird"]) == 0
+    once = _records(capsys.readouterr().out)
+    assert main([*base, "--labels-file", str(labels)]) == 0
+    from_file = _records(capsys.readouterr().out)
+    assert main([*base, "--labels", "dog,cat,dog,bird,cat"]) == 0
+    repeated = _records(capsys.readouterr().out)
+    assert sorted(once[0]["labels"]) == ["bird", "cat", "dog"]
+    for got in (from_file, repeated):
+        assert got[0]["labels"] == once[0]["labels"]
+        assert got[0]["probabilities"] == pytest.approx(once[0]["probabilities"], abs=1e-6)

@@ -6,6 +6,8 @@ with the image. Records: {"image", "label", "probability", "labels": [...], "pro
 first. Probabilities are softmax(cosine / the model's ITC temperature) over all labels; with
 --rerank N the best N labels are re-scored by ITM logit + cosine (the original retrieval score)
 and the probabilities are a softmax over those N. {"image", "error"} for an unusable image.
+A label given more than once (as written, after stripping spaces) counts once, in the place it
+first appears; --top-k larger than the number of labels reports them all.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def register(subparsers: Any) -> None:
     p = add_command(subparsers, "classify", "zero-shot image classification", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
     labels = p.add_mutually_exclusive_group(required=True)
-    labels.add_argument("--labels", help="comma-separated labels")
+    labels.add_argument("--labels", help="comma-separated labels (a repeat counts once)")
     labels.add_argument("--labels-file", metavar="FILE", help="labels, one per line or a JSON list")
     p.add_argument("--template", default="a picture of a {}.", help="prompt per label (default: %(default)r)")
     p.add_argument("--top-k", type=int, default=5, help="labels reported per image (default: %(default)s)")
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--labels holds no labels")
     else:
         labels = read_list(args.labels_file, "labels")
+    labels = list(dict.fromkeys(labels))  # a repeat would be reported twice and split the probability
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "zero-shot classification"), pipe)
