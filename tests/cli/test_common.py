@@ -206,3 +206,16 @@ def test_text_error() -> None:
 
     assert text_error(check_text, "a dog", 0) is None
     assert text_error(check_text, "!!!", 3) == "text 3 is empty ('!!!' after cleaning)"
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "NaN", "1e999"])
+def test_finite_float_refuses_what_no_decoding_setting_can_be(value: str) -> None:
+    import argparse
+
+    from openblip.cli.common import finite_float
+
+    with pytest.raises(argparse.ArgumentTypeError, match="not a finite number"):
+        finite_float(value)
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid number 'abc'"):
+        finite_float("abc")
+    assert finite_float(" 0.25 ") == 0.25 and finite_float("-2") == -2.0

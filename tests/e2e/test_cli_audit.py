@@ -71,3 +71,23 @@ def test_classify_counts_a_repeated_label_once(models, images, tmp_path, capsys)
     for got in (from_file, repeated):
         assert got[0]["labels"] == once[0]["labels"]
         assert got[0]["probabilities"] == pytest.approx(once[0]["probabilities"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--sample", "--temperature", "inf"],  # was: every image failed in the sampler (exit 1)
+        ["--sample", "--temperature", "nan"],
+        ["--repetition-penalty", "nan"],  # was: a silently meaningless caption (exit 0)
+        ["--length-penalty", "nan"],
+        ["--length-penalty=-inf"],
+    ],
+)
+def test_non_finite_decoding_settings_are_usage_errors(flags: list[str], models, images, capsys) -> None:
+    from openblip.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["caption", images[0], "--model", models["full"], "--max-length", "6", *flags])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is not a finite number" in captured.err

@@ -18,6 +18,7 @@ from openblip.cli.common import (
     add_model_arguments,
     add_run_arguments,
     check_run_arguments,
+    finite_float,
     images_of,
     item_batches,
     load_pipeline,
@@ -35,16 +36,16 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("decoding")
     g.add_argument("--num-beams", type=int, help="beam width (default: 3; not with --sample)")
     g.add_argument("--sample", action="store_true", help="nucleus sampling instead of beam search")
-    g.add_argument("--top-p", type=float, default=0.9, help="sampling: nucleus mass (default: %(default)s)")
+    g.add_argument("--top-p", type=finite_float, default=0.9, help="sampling: nucleus mass (default: %(default)s)")
     g.add_argument("--top-k", type=int, default=50, help="sampling: k best tokens, 0 = all (default: %(default)s)")
-    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: %(default)s)")
+    g.add_argument("--temperature", type=finite_float, default=1.0, help="sampling temperature (default: %(default)s)")
     g.add_argument("--seed", type=int, help="sampling seed (reproducible for the same inputs and batch size)")
     g.add_argument("--num-captions", type=int, default=1, help="captions per image (default: %(default)s)")
     g.add_argument("--max-length", type=int, default=20, help="tokens incl. [DEC] and prompt (default: %(default)s)")
     g.add_argument("--min-length", type=int, help="tokens incl. [DEC] and prompt (default: 5, at most --max-length)")
     g.add_argument("--prompt", default="a picture of ", help="text to continue; '' for none (default: %(default)r)")
-    g.add_argument("--repetition-penalty", type=float, help="default: 1.0 for beam search, 1.1 for sampling")
-    g.add_argument("--length-penalty", type=float, default=1.0, help="beam search (default: %(default)s)")
+    g.add_argument("--repetition-penalty", type=finite_float, help="default: 1.0 for beam search, 1.1 for sampling")
+    g.add_argument("--length-penalty", type=finite_float, default=1.0, help="beam search (default: %(default)s)")
     g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams (default: off)")
     add_run_arguments(p)
     p.set_defaults(run=run)

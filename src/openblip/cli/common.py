@@ -9,6 +9,7 @@ this one to build its parser, and `openblip --help` should not pay for them.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -69,6 +70,19 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 16) 
         type=int,
         help=f"refuse images with more pixels (default: ${MAX_PIXELS_ENV} or {DEFAULT_MAX_PIXELS})",
     )
+
+
+def finite_float(text: str) -> float:
+    """argparse type for decoding settings: a number, refused when infinite or NaN (float()
+    takes "inf" and "nan", which the decoder turns into NaN probabilities or meaningless
+    scores for every image rather than an error)."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from e
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
 
 
 def max_pixels(args: argparse.Namespace) -> int:
