@@ -40,7 +40,13 @@ def register(subparsers: Any) -> None:
     g.add_argument("--top-k", type=int, default=50, help="sampling: k best tokens, 0 = all (default: %(default)s)")
     g.add_argument("--temperature", type=finite_float, default=1.0, help="sampling temperature (default: %(default)s)")
     g.add_argument("--seed", type=int, help="sampling seed (reproducible for the same inputs and batch size)")
-    g.add_argument("--num-captions", type=int, default=1, help="captions per image (default: %(default)s)")
+    g.add_argument(
+        "--num-captions",
+        type=int,
+        default=1,
+        help="captions per image, best first (default: %(default)s); beam search widens to at least this many "
+        "beams (--num-beams 1 --num-captions 3 returns the 3 best of 3 beams); with --sample, independent samples",
+    )
     g.add_argument("--max-length", type=int, default=20, help="tokens incl. [DEC] and prompt (default: %(default)s)")
     g.add_argument("--min-length", type=int, help="tokens incl. [DEC] and prompt (default: 5, at most --max-length)")
     g.add_argument("--prompt", default="a picture of ", help="text to continue; '' for none (default: %(default)r)")
