@@ -360,3 +360,15 @@ def test_corrupt_exif_loads_quietly(recwarn: pytest.WarningsRecorder) -> None:
     im = load_image(buf.getvalue())
     assert im.size == (8, 6) and im.mode == "RGB"
     assert not [w for w in recwarn if "EXIF" in str(w.message)]
+
+
+def test_a_float_image_of_nan_only_loads_black_and_quietly(recwarn: pytest.WarningsRecorder) -> None:
+    """NaN pixels are black; a float TIFF holding nothing else must not print numpy's
+    'All-NaN slice' warning on the user's terminal."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 5), np.nan, dtype=np.float32)).save(buf, "TIFF")
+    im = load_image(buf.getvalue())
+    assert im.size == (5, 4) and not np.asarray(im).any()
+    assert not [str(w.message) for w in recwarn]
+    partly = np.array([[np.nan, 0.5], [1.0, 0.0]], dtype=np.float32)  # finite values still set the scale
+    assert np.asarray(load_image(Image.fromarray(partly)))[..., 0].tolist() == [[0, 128], [255, 0]]

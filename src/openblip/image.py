@@ -195,7 +195,8 @@ def _scale_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     elif mode == "I":
         scaled = np.clip(data, 0, 65535) / 257.0 if data.size and data.max() > 255 else data
     else:  # "F"
-        finite_max = float(np.nanmax(data)) if data.size else 0.0
+        # NaN pixels become black below; an image of NaN only has no scale (and np.nanmax warns)
+        finite_max = 0.0 if np.isnan(data).all() else float(np.nanmax(data))
         scaled = data * 255.0 if finite_max <= 1.0 else data
     return np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8)
 
