@@ -219,3 +219,14 @@ def test_finite_float_refuses_what_no_decoding_setting_can_be(value: str) -> Non
     with pytest.raises(argparse.ArgumentTypeError, match="invalid number 'abc'"):
         finite_float("abc")
     assert finite_float(" 0.25 ") == 0.25 and finite_float("-2") == -2.0
+
+
+@pytest.mark.parametrize("command", ["caption", "vqa", "match", "index", "classify"])
+def test_help_says_in_which_order_records_come(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from openblip.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "records follow the arguments' order" in text and "in sorted path order" in text
+    assert ("'-' reads one image from standard input" in text) == (command != "index")

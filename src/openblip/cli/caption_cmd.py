@@ -14,6 +14,8 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    IMAGES_HELP,
+    STDIN_HELP,
     add_command,
     add_model_arguments,
     add_run_arguments,
@@ -31,7 +33,7 @@ from openblip.cli.io import RecordWriter, expand_inputs
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "caption", "caption images", __doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help=IMAGES_HELP + STDIN_HELP)
     add_model_arguments(p)
     g = p.add_argument_group("decoding")
     g.add_argument("--num-beams", type=int, help="beam width (default: 3; not with --sample)")

@@ -17,6 +17,8 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    IMAGES_HELP,
+    STDIN_HELP,
     add_command,
     add_model_arguments,
     add_run_arguments,
@@ -32,7 +34,7 @@ from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "classify", "zero-shot image classification", __doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGES_HELP + STDIN_HELP)
     labels = p.add_mutually_exclusive_group(required=True)
     labels.add_argument("--labels", help="comma-separated labels (a repeat counts once)")
     labels.add_argument("--labels-file", metavar="FILE", help="labels, one per line or a JSON list")

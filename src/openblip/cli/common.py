@@ -22,6 +22,13 @@ from openblip.limits import DEFAULT_MAX_PIXELS
 
 MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
 
+# The help of every command's image arguments: the order of the records (cli/io.py expand_inputs).
+IMAGES_HELP = (
+    "image files or directories; records follow the arguments' order, a directory's files (recursive, "
+    "names starting with '.' skipped) in sorted path order, a path given twice once"
+)
+STDIN_HELP = "; '-' reads one image from standard input"
+
 if TYPE_CHECKING:  # the API module imports torch and the models: loaded when a command runs
     from PIL import Image
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    IMAGES_HELP,
     Item,
     add_command,
     add_model_arguments,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "index", "build or extend a retrieval index", __doc__)
-    p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help="image files or directories (recursive)")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help=IMAGES_HELP)
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (created when missing)")
     p.add_argument("--texts", metavar="FILE", help="index these texts (one per line or a JSON list) instead of images")
     add_model_arguments(p, required=False)

@@ -14,6 +14,8 @@ import argparse
 from typing import Any
 
 from openblip.cli.common import (
+    IMAGES_HELP,
+    STDIN_HELP,
     Item,
     add_command,
     add_model_arguments,
@@ -31,7 +33,7 @@ from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "match", "image-text matching scores (ITM, ITC)", __doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGES_HELP + STDIN_HELP)
     texts = p.add_mutually_exclusive_group(required=True)
     texts.add_argument("--text", action="append", help="a text (repeat for several)")
     texts.add_argument("--texts-file", metavar="FILE", help="texts, one per line or a JSON list")

@@ -15,6 +15,8 @@ from typing import Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
+    IMAGES_HELP,
+    STDIN_HELP,
     Item,
     add_command,
     add_model_arguments,
@@ -33,7 +35,7 @@ from openblip.cli.io import RecordWriter, expand_inputs, read_list
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "vqa", "answer questions about images", __doc__)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or directories (recursive)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGES_HELP + STDIN_HELP)
     p.add_argument("--question", action="append", required=True, help="the question (repeat for several)")
     p.add_argument("--answers", metavar="FILE", help="rank these candidate answers instead of generating")
     p.add_argument("--rank-k", type=int, default=128, help="candidates scored in full (default: %(default)s)")
