@@ -79,7 +79,7 @@ def test_out_of_memory_on_a_batch_is_retried_item_by_item(models, with_black, ca
     monkeypatch.setattr(openblip.tasks.caption, "caption_images", caption_images)
     assert main(_caption(models, with_black, 4)) == 0
     assert _records(capsys) == expected
-    assert sizes == [4, 1, 1, 1, 1]
+    assert sizes == [0, 4, 1, 1, 1, 1]  # 0: the settings check before any image (caption_cmd)
     assert sum("retrying its items one at a time" in r.message for r in caplog.records) == 1
 
 
