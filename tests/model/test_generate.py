@@ -214,7 +214,8 @@ def test_folded_context_generates_as_precomputed_keys(model: Blip, cfg: Generati
     dec = model.text_decoder
     assert dec is not None
     img = model.encode_image(torch.randn(5, 3, 64, 64) * 3)
-    assert fold_context(dec, img, len(PROMPT), cfg)
+    with torch.inference_mode():
+        assert fold_context(dec, img, len(PROMPT), cfg)
     folded = generate(dec, img, PROMPT, cfg)
     with torch.inference_mode():
         kv = dec.transformer.cross_kv(img)
@@ -239,8 +240,10 @@ def test_fold_context_rule(model: Blip) -> None:
     img = torch.zeros(2, 10, width)
     limit = width * width / (heads * width - width)  # queries x steps below which folding pays
     greedy = GenerationConfig(max_length=1 + int(limit) - 1)
-    assert fold_context(dec, img, 1, greedy)
-    assert not fold_context(dec, img, 1, replace(greedy, max_length=1 + int(limit) + 1))
-    assert not fold_context(dec, img, 1, GenerationConfig(max_length=21, num_beams=5))
-    assert not fold_context(dec, img, 1, replace(greedy, cuda_graph=True))  # graphs take CrossKV
-    assert not fold_context(dec, img.to("meta"), 1, greedy)  # CPU only
+    with torch.inference_mode():
+        assert fold_context(dec, img, 1, greedy)
+        assert not fold_context(dec, img, 1, replace(greedy, max_length=1 + int(limit) + 1))
+        assert not fold_context(dec, img, 1, GenerationConfig(max_length=21, num_beams=5))
+        assert not fold_context(dec, img, 1, replace(greedy, cuda_graph=True))  # graphs take CrossKV
+        assert not fold_context(dec, img.to("meta"), 1, greedy)  # CPU only
+    assert not fold_context(dec, img, 1, greedy)  # autograd on: the plain path

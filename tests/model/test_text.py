@@ -159,9 +159,11 @@ def test_image_tokens_projected_layer_by_layer() -> None:
         assert layer.cross_attn is not None
         layer.self_attn.query.register_forward_hook(lambda *_, i=i: order.append(f"self{i}"))
         layer.cross_attn.key.register_forward_hook(lambda *_, i=i: order.append(f"cross{i}"))
-    ids = torch.tensor([[30523, 2023, 102]])
+    ids = torch.randint(1000, 2000, (3, 30))  # 90 queries on one image: too many to fold
+    ids[:, 0] = 30523
     tokens = model.encode_image(torch.randn(1, 3, 64, 64))
     with torch.no_grad():
+        assert not encoder.folding_pays(90, tokens)
         lazy = encoder(ids, torch.ones_like(ids), tokens)
     assert order == [f"{kind}{i}" for i in range(len(encoder.blocks)) for kind in ("self", "cross")]
     with torch.no_grad():
@@ -207,3 +209,29 @@ def test_decoder_reads_a_folded_context_like_precomputed_keys(model: Blip) -> No
         want = dec(ids, None, dec.transformer.cross_kv(img))
         got = dec(ids, None, FoldedContext(img, None))
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-5)
+
+
+def test_grounded_encoder_folds_short_texts_in_inference() -> None:
+    """ITM / VQA question encoding on the CPU: a few text tokens per image read the image tokens
+    through folded projections (no keys/values computed), with the same result as projecting."""
+    torch.manual_seed(0)
+    model = Blip(preset("tiny", "retrieval")).eval()
+    encoder = model.text_encoder
+    projected: list[int] = []
+    for layer in encoder.blocks:
+        assert layer.cross_attn is not None
+        layer.cross_attn.key.register_forward_hook(lambda *_: projected.append(1))
+    ids = torch.randint(1000, 2000, (4, 12))  # 2 texts per image, 24 queries per image
+    ids[:, 0] = 30523
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    tokens = model.encode_image(torch.randn(2, 3, 64, 64)).detach()
+    with torch.inference_mode():
+        assert encoder.folding_pays(24, tokens)
+        folded = encoder(ids, mask, tokens)
+    assert not projected
+    with torch.no_grad():
+        want = encoder(ids, mask, encoder.cross_kv(tokens))
+    torch.testing.assert_close(folded, want, atol=1e-4, rtol=1e-5)
+    with torch.enable_grad():
+        assert not encoder.folding_pays(24, tokens)  # training keeps the plain path

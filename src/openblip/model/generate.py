@@ -176,21 +176,13 @@ def generate(
 
 
 def fold_context(decoder: TextDecoder, context: torch.Tensor, prompt_length: int, cfg: GenerationConfig) -> bool:
-    """Whether cross-attention should read the context tokens directly, its key/value projections
-    folded into queries and outputs (FoldedContext), rather than precompute every layer's keys
-    and values once (CrossKV). On the CPU only (on a GPU the precomputed keys/values suit
-    batched kernels and CUDA graphs). Per context and layer, the keys/values cost 2 N Dc D
-    multiply-adds once; folding costs about (H Dc - D) N more per query and step than attending
-    to them. So fold when queries per context x steps < Dc D / (H Dc - D): ~70 for BLIP
-    (greedy or 3 beams over 20 tokens; not 5 beams)."""
-    if context.device.type != "cpu" or cfg.cuda_graph:
-        return False
-    tcfg = decoder.transformer.cfg
-    dc = context.shape[-1]
-    queries = cfg.num_beams * cfg.num_return_sequences
+    """Whether generation reads the context through folded projections (FoldedContext) rather
+    than precompute every layer's keys/values once (CrossKV): `TextTransformer.folding_pays` for
+    all the queries that would reuse the keys/values (sequences per context x steps). CUDA graphs
+    take CrossKV."""
     steps = cfg.max_length - prompt_length
-    extra = tcfg.heads * dc - tcfg.width
-    return extra <= 0 or queries * steps * extra < dc * tcfg.width
+    queries = cfg.num_beams * cfg.num_return_sequences * steps
+    return not cfg.cuda_graph and decoder.transformer.folding_pays(queries, context)
 
 
 def _compact_due(done: int, total: int) -> bool:

@@ -220,6 +220,21 @@ class TextTransformer(nn.Module):
         bias = None if context_mask is None else padding_bias(context_mask, context.dtype)
         return CrossKV(ks, vs, bias)
 
+    def folding_pays(self, queries: int, context: torch.Tensor) -> bool:
+        """Whether cross-attention should read `context` (Bc, N, Dc) through folded projections
+        (FoldedContext, `ResidualAttention.attend_folded`) rather than project its keys/values:
+        only in CPU inference (on a GPU projected keys/values suit batched kernels and CUDA
+        graphs; training keeps the plain path), and when it costs less. Per context and layer the
+        keys/values cost 2 N Dc D multiply-adds; folding costs (H Dc - D) N more per query than
+        attending to them. So fold when queries per context (times the decoding steps that reuse
+        the keys/values) < Dc D / (H Dc - D): ~70 for BLIP (an ITM text, greedy or 3 beams over
+        20 tokens; not 5 beams, not retrieval's re-rank of many texts per image)."""
+        if context.device.type != "cpu" or torch.is_grad_enabled() or self.training:
+            return False
+        dc = context.shape[-1]
+        extra = self.cfg.heads * dc - self.cfg.width
+        return extra <= 0 or queries * extra < dc * self.cfg.width
+
     def forward(
         self,
         ids: torch.Tensor,
@@ -250,8 +265,11 @@ class TextTransformer(nn.Module):
             kv = None
         elif isinstance(context, (CrossKV, FoldedContext)):
             kv = context
-        else:  # projected layer by layer (_layer refuses a transformer without cross-attention)
-            kv = ContextTokens(context, None if context_mask is None else padding_bias(context_mask, context.dtype))
+        else:  # folded, or projected layer by layer (_layer refuses a transformer without cross-attention)
+            context_bias = None if context_mask is None else padding_bias(context_mask, context.dtype)
+            queries = max(ids.shape[0] // max(context.shape[0], 1), 1) * ids.shape[1]
+            folded = self.folding_pays(queries, context)
+            kv = FoldedContext(context, context_bias) if folded else ContextTokens(context, context_bias)
         if kv is not None and ids.shape[0] % kv.count:
             raise ValueError(f"{ids.shape[0]} texts cannot be grouped over {kv.count} contexts")
         for i, layer in enumerate(self.blocks):
