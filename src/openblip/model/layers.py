@@ -101,18 +101,16 @@ class PackedWeight:
         return self.packed
 
 
+def _fp32_cpu_inference(*tensors: torch.Tensor) -> bool:
+    return not torch.is_grad_enabled() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+
+
 def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight) -> torch.Tensor:
     """F.linear; in CPU fp32 inference, our AVX2 kernels (model/cpu_kernel.py: few rows for
     decoding steps, blocked for the rest), or without them oneDNN with a prepacked weight for up
     to SMALL_ROWS rows. Same result up to float summation order."""
     global _onednn_failed
-    if (
-        torch.is_grad_enabled()
-        or x.device.type != "cpu"
-        or x.dtype != torch.float32
-        or weight.dtype != torch.float32
-        or (bias is not None and bias.dtype != torch.float32)
-    ):
+    if not _fp32_cpu_inference(x, weight, *([] if bias is None else [bias])):
         return F.linear(x, weight, bias)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     kernels = cpu_kernel.load()
@@ -128,10 +126,6 @@ def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
         log.warning("oneDNN small-batch linear unavailable (%s); using F.linear", err)
         return F.linear(x, weight, bias)
     return out.view(*x.shape[:-1], weight.shape[0])
-
-
-def _fp32_cpu_inference(*tensors: torch.Tensor) -> bool:
-    return not torch.is_grad_enabled() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
 
 
 def context_scores(q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
