@@ -37,40 +37,6 @@ static inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-/* The tile of tile.h with `a` read row-major (a[i * lda + k]: the probabilities where the softmax
- * left them, no transposing copy), always full (MR x NR), stored straight: y = acc. */
-static inline void tile_rows(long kc, const float *a, long lda, const float *b, float *y, long ldy) {
-    const float *r0 = a, *r1 = a + lda, *r2 = a + 2 * lda, *r3 = a + 3 * lda, *r4 = a + 4 * lda, *r5 = a + 5 * lda;
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (long k = 0; k < kc; k++, b += NR) {
-        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        __m256 a0 = _mm256_broadcast_ss(r0 + k), a1 = _mm256_broadcast_ss(r1 + k);
-        c00 = _mm256_fmadd_ps(a0, b0, c00);
-        c01 = _mm256_fmadd_ps(a0, b1, c01);
-        c10 = _mm256_fmadd_ps(a1, b0, c10);
-        c11 = _mm256_fmadd_ps(a1, b1, c11);
-        a0 = _mm256_broadcast_ss(r2 + k);
-        a1 = _mm256_broadcast_ss(r3 + k);
-        c20 = _mm256_fmadd_ps(a0, b0, c20);
-        c21 = _mm256_fmadd_ps(a0, b1, c21);
-        c30 = _mm256_fmadd_ps(a1, b0, c30);
-        c31 = _mm256_fmadd_ps(a1, b1, c31);
-        a0 = _mm256_broadcast_ss(r4 + k);
-        a1 = _mm256_broadcast_ss(r5 + k);
-        c40 = _mm256_fmadd_ps(a0, b0, c40);
-        c41 = _mm256_fmadd_ps(a0, b1, c41);
-        c50 = _mm256_fmadd_ps(a1, b0, c50);
-        c51 = _mm256_fmadd_ps(a1, b1, c51);
-    }
-    _mm256_storeu_ps(y, c00), _mm256_storeu_ps(y + 8, c01);
-    _mm256_storeu_ps(y + ldy, c10), _mm256_storeu_ps(y + ldy + 8, c11);
-    _mm256_storeu_ps(y + 2 * ldy, c20), _mm256_storeu_ps(y + 2 * ldy + 8, c21);
-    _mm256_storeu_ps(y + 3 * ldy, c30), _mm256_storeu_ps(y + 3 * ldy + 8, c31);
-    _mm256_storeu_ps(y + 4 * ldy, c40), _mm256_storeu_ps(y + 4 * ldy + 8, c41);
-    _mm256_storeu_ps(y + 5 * ldy, c50), _mm256_storeu_ps(y + 5 * ldy + 8, c51);
-}
-
 int openblip_attention(const float *qkv, float *out, long B, long N, long H, long hd, float scale, int threads) {
     long D = H * hd, row = 3 * D; /* floats per token in qkv */
     long panels = (N + NR - 1) / NR, np = panels * NR, vpanels = hd / NR;
@@ -101,7 +67,8 @@ int openblip_attention(const float *qkv, float *out, long B, long N, long H, lon
                 long mr = N - m0 < MR ? N - m0 : MR;
                 for (long d = 0; d < hd; d++) /* queries, scaled: qp[d][0:6] */
                     for (long i = 0; i < MR; i++) qp[d * MR + i] = i < mr ? base[(m0 + i) * row + d] * scale : 0.0f;
-                for (long p = 0; p < panels; p++) tile(hd, qp, kp + p * hd * NR, s + p * NR, np, MR, NR, 1, NULL);
+                for (long p = 0; p < panels; p++) /* scores: packed queries x key panels */
+                    tile(hd, qp, 1, MR, kp + p * hd * NR, s + p * NR, np, MR, NR, 1, NULL);
                 float inv[MR];
                 for (long i = 0; i < MR; i++) {
                     float *si = s + i * np;
@@ -131,7 +98,8 @@ int openblip_attention(const float *qkv, float *out, long B, long N, long H, lon
                 }
                 for (long i = 0; i < MR; i++) /* padded key slots hold raw scores: zero them */
                     for (long n = N; n < np; n++) s[i * np + n] = 0.0f;
-                for (long j = 0; j < vpanels; j++) tile_rows(np, s, np, vp + j * np * NR, o + j * NR, hd);
+                for (long j = 0; j < vpanels; j++) /* probabilities read in place, row-major */
+                    tile(np, s, np, 1, vp + j * np * NR, o + j * NR, hd, MR, NR, 1, NULL);
                 for (long i = 0; i < mr; i++) {
                     float *dst = out + (b * N + m0 + i) * D + h * hd;
                     for (long d = 0; d < hd; d++) dst[d] = o[i * hd + d] * inv[i];

@@ -88,7 +88,7 @@ int openblip_blocked_linear(const float *x, const float *w, const float *b, floa
                     long n0 = p * NR, nr = min_l(NR, N - n0);
                     const float *panel = wp + p * K * NR + k0 * NR;
                     for (long i = 0; i < mc && m0 + i < M; i += MR)
-                        tile(kc, mine + i * kc, panel, y + (m0 + i) * N + n0, N, min_l(MR, M - m0 - i), nr,
+                        tile(kc, mine + i * kc, 1, MR, panel, y + (m0 + i) * N + n0, N, min_l(MR, M - m0 - i), nr,
                              k0 == 0, b ? b + n0 : NULL);
                 }
             }

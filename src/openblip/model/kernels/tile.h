@@ -1,7 +1,9 @@
 /* The 6 x 16 register tile shared by our compute-bound products (blocked_linear.c, attention.c):
- * acc = a . b over kc steps, a packed k-major by MR rows (a[k][0:6]) and b by NR columns
+ * acc = a . b over kc steps, with a[i][k] at a[i * rs + k * ks] (packed k-major: rs 1, ks MR;
+ * row-major: rs the row length, ks 1; all MR rows must be readable) and b packed by NR columns
  * (b[k][0:16], 32-byte aligned); then y[0:mr, 0:nr] = acc (+ bias) when `first`, else y += acc.
- * 12 vector accumulators, two b vectors and one broadcast: 15 of the 16 ymm registers.
+ * 12 vector accumulators, two b vectors and one broadcast: 15 of the 16 ymm registers. Inlined
+ * with constant strides, each caller gets its own specialised loop.
  */
 #ifndef OPENBLIP_TILE_H
 #define OPENBLIP_TILE_H
@@ -11,25 +13,25 @@
 #define MR 6
 #define NR 16
 
-static inline void tile(long kc, const float *a, const float *b, float *y, long ldy, long mr, long nr, int first,
-                        const float *bias) {
+static inline void tile(long kc, const float *a, long rs, long ks, const float *b, float *y, long ldy, long mr,
+                        long nr, int first, const float *bias) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    for (long k = 0; k < kc; k++, a += MR, b += NR) {
+    for (long k = 0; k < kc; k++, a += ks, b += NR) {
         __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-        __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + 1);
+        __m256 a0 = _mm256_broadcast_ss(a), a1 = _mm256_broadcast_ss(a + rs);
         c00 = _mm256_fmadd_ps(a0, b0, c00);
         c01 = _mm256_fmadd_ps(a0, b1, c01);
         c10 = _mm256_fmadd_ps(a1, b0, c10);
         c11 = _mm256_fmadd_ps(a1, b1, c11);
-        a0 = _mm256_broadcast_ss(a + 2);
-        a1 = _mm256_broadcast_ss(a + 3);
+        a0 = _mm256_broadcast_ss(a + 2 * rs);
+        a1 = _mm256_broadcast_ss(a + 3 * rs);
         c20 = _mm256_fmadd_ps(a0, b0, c20);
         c21 = _mm256_fmadd_ps(a0, b1, c21);
         c30 = _mm256_fmadd_ps(a1, b0, c30);
         c31 = _mm256_fmadd_ps(a1, b1, c31);
-        a0 = _mm256_broadcast_ss(a + 4);
-        a1 = _mm256_broadcast_ss(a + 5);
+        a0 = _mm256_broadcast_ss(a + 4 * rs);
+        a1 = _mm256_broadcast_ss(a + 5 * rs);
         c40 = _mm256_fmadd_ps(a0, b0, c40);
         c41 = _mm256_fmadd_ps(a0, b1, c41);
         c50 = _mm256_fmadd_ps(a1, b0, c50);
