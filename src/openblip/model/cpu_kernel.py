@@ -8,7 +8,8 @@ that is there. Same results as the torch ops they replace, up to float summation
   (the vision encoder, prompts, cross-attention keys/values): compute-bound; a packed, blocked
   product at ~180-190 GFLOP/s on the vision encoder's shapes on a 2-core Zen 2 whose FMA peak is
   ~210, where MKL (torch's CPU GEMM) reaches 110-145 and oneDNN 115-125.
-- `Kernels.scores` / `Kernels.mix` (folded_attention.c): cross-attention through folded
+- `Kernels.scores` (small_linear.c, one product per context) / `Kernels.mix` (folded_attention.c):
+  cross-attention through folded
   projections while decoding (model/text.py, `attend_folded`).
 - `Kernels.attention` (attention.c): the vision encoder's self-attention per (image, head), scores
   softmax and weighted values kept in cache, read from the fused qkv projection (~1.4x SDPA).
@@ -56,7 +57,7 @@ class Kernels:
 
     few_rows: Product  # M <= MAX_ROWS, K % 8 == 0
     many_rows: Product  # any M, N, K >= 1
-    # Per context c, for cross-attention with folded projections (kernels/folded_attention.c);
+    # Per context c, for cross-attention with folded projections (small_linear.c, folded_attention.c);
     # contiguous fp32, D % 16 == 0:
     scores: Batched  # q (C, R, D), tokens (C, N, D) -> q[c] tokens[c]^T (C, R, N)
     mix: Batched  # p (C, R, N), tokens (C, N, D) -> p[c] tokens[c] (C, R, D)
@@ -110,7 +111,7 @@ def build(compiler: str | None = None) -> Path:
 def _bind(path: Path) -> Kernels:
     lib = ctypes.CDLL(str(path))
     small = lib.openblip_small_linear
-    small.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 4
+    small.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int] * 6
     small.restype = None
     blocked = lib.openblip_blocked_linear
     blocked.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 3 + [ctypes.c_int]
@@ -121,7 +122,7 @@ def _bind(path: Path) -> Kernels:
         n = weight.shape[0]
         y = torch.empty(m, n, dtype=x.dtype)
         bias_ptr = None if bias is None else bias.data_ptr()
-        small(x.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(), m, n, k, torch.get_num_threads())
+        small(x.data_ptr(), weight.data_ptr(), bias_ptr, y.data_ptr(), 1, m, n, k, 0, torch.get_num_threads())
         return y
 
     def many_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -133,16 +134,15 @@ def _bind(path: Path) -> Kernels:
             raise MemoryError(f"cannot allocate packing buffers for a ({m}, {k}) x ({n}, {k}) product")
         return y
 
-    folded_scores, folded_context = lib.openblip_folded_scores, lib.openblip_folded_context
-    for fn in (folded_scores, folded_context):
-        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 5
-        fn.restype = None
+    folded_context = lib.openblip_folded_context
+    folded_context.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 5
+    folded_context.restype = None
 
     def scores(q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         c, r, d = q.shape
         n = tokens.shape[1]
         out = torch.empty(c, r, n, dtype=q.dtype)
-        folded_scores(q.data_ptr(), tokens.data_ptr(), out.data_ptr(), c, r, n, d, torch.get_num_threads())
+        small(q.data_ptr(), tokens.data_ptr(), None, out.data_ptr(), c, r, n, d, 1, torch.get_num_threads())
         return out
 
     def mix(p: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
