@@ -74,3 +74,11 @@ def test_text_index_and_image_queries(cli, models, images, tmp_path) -> None:
     assert [(x["image"], x.get("rank")) for x in s.records] == [(images[0], 1), (images[0], 2), (missing, None)]
     assert set(s.records[0]) == {"image", "rank", "text", "score", "itc_score", "itm_score"}
     assert "no such file" in s.records[2]["error"]
+    # a directory as --image is each of its images, sorted, like every other command's inputs
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    shutil.copy(images[1], folder / "b.png")
+    shutil.copy(images[0], folder / "a.png")
+    d = cli("search", "--index", idx, "--image", str(folder), "--k", "1", "--rerank", "0")
+    assert d.code == 0, d.stderr
+    assert [x["image"] for x in d.records] == [str(folder / "a.png"), str(folder / "b.png")]

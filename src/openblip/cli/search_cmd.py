@@ -31,7 +31,7 @@ from openblip.cli.common import (
 )
 from openblip.cli.guard import ModelFailure, ModelGuard
 from openblip.cli.index_cmd import check_index, open_for_model
-from openblip.cli.io import RecordWriter
+from openblip.cli.io import RecordWriter, expand_inputs
 
 if TYPE_CHECKING:
     from openblip.tasks.retrieval import Hit
@@ -42,7 +42,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--index", required=True, metavar="DIR", help="index directory (openblip index)")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--text", action="append", help="find images for this text (repeatable)")
-    q.add_argument("--image", action="append", help="find texts for this image (repeatable)")
+    q.add_argument(
+        "--image",
+        action="append",
+        help="find texts for this image (repeatable); a directory is each of its images, in sorted path order",
+    )
     p.add_argument("--k", type=int, default=10, help="results per query (default: %(default)s)")
     p.add_argument(
         "--rerank", type=int, default=32, help="ITC candidates re-ranked with ITM, 0 = off (default: %(default)s)"
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                     for rank, h in enumerate(hits, 1):
                         out.write(_result({"text": text}, rank, h, "image", h.entry.path))
                 return out.exit_code
-            for items in item_batches(pipe, args.image, args.batch_size, "search"):
+            for items in item_batches(pipe, expand_inputs(args.image), args.batch_size, "search"):
                 results = iter(guard.items(items, lambda ok: pipe.search_texts(index, images_of(ok), options)))
                 for it in items:
                     if it.error is not None:
