@@ -33,7 +33,8 @@ def test_caption_settings_the_model_cannot_honour_are_refused_before_any_record(
 @pytest.mark.parametrize("lost", ["part-000000.npy", "part-000000.jsonl", "truncated npy"])
 def test_a_damaged_index_is_a_usage_error_naming_it(lost: str, models, images, tmp_path, capsys) -> None:
     """An index whose part files are missing or cut short is refused by `search` and by
-    `index` (adding to it), with a message naming the directory: no traceback."""
+    `index` (adding to it, which would put new rows behind the damage), with a message naming
+    the directory: no traceback."""
     from openblip.cli import main
 
     idx = tmp_path / "idx"
@@ -47,10 +48,11 @@ def test_a_damaged_index_is_a_usage_error_naming_it(lost: str, models, images, t
     assert main(["search", "--index", str(idx), "--text", "a dog"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
-    if lost.endswith(".jsonl"):  # adding needs the rows' keys: refused too
-        assert main(["index", images[2], "--index", str(idx)]) == 2
-        captured = capsys.readouterr()
-        assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+    # adding to it is refused too: new parts behind a damaged one would make an index search refuses
+    assert main(["index", images[2], "--index", str(idx)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+    assert json.loads((idx / "index.json").read_text())["parts"] == [{"name": "part-000000", "count": 2}]
 
 
 def test_classify_counts_a_repeated_label_once(models, images, tmp_path, capsys) -> None:

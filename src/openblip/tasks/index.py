@@ -202,16 +202,24 @@ class EmbeddingIndex:
     def embeddings(self) -> np.ndarray:
         """(N, E) float32."""
         if self._embeddings is None:
-            parts = []
-            for part in self._meta["parts"]:
-                path = self.directory / f"{part['name']}.npy"
-                arr = np.load(path)
-                if arr.shape != (part["count"], self.embed_dim) or arr.dtype != np.float32:
-                    want = (part["count"], self.embed_dim)
-                    raise RetrievalIndexError(f"{path}: {arr.dtype} {arr.shape}, expected float32 {want}")
-                parts.append(arr)
+            parts = [self._part_embeddings(part, mmap=False) for part in self._meta["parts"]]
             self._embeddings = np.concatenate(parts) if parts else np.zeros((0, self.embed_dim), np.float32)
         return self._embeddings
+
+    def check_embeddings(self) -> None:
+        """Check that every part's embeddings file is there with the shape and type index.json
+        says, reading only the file headers (an index of millions of rows is not loaded to add
+        to it). Raises OSError or RetrievalIndexError naming the file."""
+        for part in self._meta["parts"]:
+            self._part_embeddings(part, mmap=True)
+
+    def _part_embeddings(self, part: dict[str, Any], *, mmap: bool) -> np.ndarray:
+        path = self.directory / f"{part['name']}.npy"
+        arr = np.load(path, mmap_mode="r" if mmap else None)
+        if arr.shape != (part["count"], self.embed_dim) or arr.dtype != np.float32:
+            want = (part["count"], self.embed_dim)
+            raise RetrievalIndexError(f"{path}: {arr.dtype} {arr.shape}, expected float32 {want}")
+        return arr
 
     # ---- writing -------------------------------------------------------------------------------
     def add(self, entries: Sequence[IndexEntry], embeddings: torch.Tensor | np.ndarray) -> list[int | None]:
