@@ -22,6 +22,7 @@ def test_expand_inputs(tmp_path) -> None:
     f = str(tmp_path / "f.png")
     got = expand_inputs([str(d), f, str(d / "a.jpg"), str(tmp_path / "empty.jpg")])
     assert got == [str(d / "a.jpg"), str(d / "b.png"), os.path.join(d, "sub", "c.txt"), f, str(tmp_path / "empty.jpg")]
+    assert "directory holds no files" in got[-1].error  # an item, whose record says why
 
 
 def test_read_list(tmp_path) -> None:

@@ -70,7 +70,11 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
     for arg in args:
-        paths = (_walk(arg) or [arg]) if os.path.isdir(arg) else [arg if arg == STDIN else _entry(arg)]
+        if os.path.isdir(arg):
+            empty = UnusableInput(arg, f"{arg}: directory holds no files (names starting with '.' are skipped)")
+            paths = _walk(arg) or [empty]
+        else:
+            paths = [arg if arg == STDIN else _entry(arg)]
         for p in paths:
             key = p if p == STDIN else os.path.normpath(os.path.abspath(p))
             if key not in seen:
