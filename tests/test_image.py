@@ -323,3 +323,14 @@ def test_a_float_image_of_nan_only_loads_black_and_quietly(recwarn: pytest.Warni
     assert not [str(w.message) for w in recwarn]
     partly = np.array([[np.nan, 0.5], [1.0, 0.0]], dtype=np.float32)  # finite values still set the scale
     assert np.asarray(load_image(Image.fromarray(partly)))[..., 0].tolist() == [[0, 128], [255, 0]]
+
+
+def test_eps_without_ghostscript_is_unsupported_not_corrupt() -> None:
+    """PIL decodes EPS by running Ghostscript: without it the file is not damaged, only unsupported."""
+    from PIL import EpsImagePlugin
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n%%EOF\n"
+    if EpsImagePlugin.has_ghostscript():
+        assert load_image(eps, name="x.eps").size == (10, 10)
+    else:
+        _fails(eps, r"x\.eps: unsupported image \(EPS needs Ghostscript", name="x.eps")

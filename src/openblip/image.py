@@ -167,7 +167,10 @@ def _normalise(im: Image.Image, label: str, max_pixels: int) -> Image.Image:
 
 
 def _describe(exc: Exception, what: str) -> str:
-    kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+    text = str(exc).lower()
+    if "ghostscript" in text:  # PIL reads EPS only through the Ghostscript program
+        return f"unsupported image (EPS needs Ghostscript, which is not installed: {exc})"
+    kind = "truncated" if "truncated" in text else "corrupt"
     return f"{kind} {what} ({type(exc).__name__}: {exc})"
 
 
