@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -274,7 +274,7 @@ class BlipPipeline:
     def classify(
         self,
         images: ImageInput | Sequence[ImageInput],
-        labels: Sequence[str],
+        labels: Iterable[str],
         *,
         template: str = DEFAULT_TEMPLATE,
         top_k: int = 5,

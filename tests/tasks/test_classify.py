@@ -54,3 +54,10 @@ def test_errors(full_model, caption_model, tokenizer) -> None:
         prepare_labels(full_model, tokenizer, LABELS, "a photo")
     with pytest.raises(ValueError, match="heads"):
         prepare_labels(caption_model, tokenizer, LABELS)
+
+
+def test_labels_as_an_iterator_are_all_used(full_model, tokenizer, pixels) -> None:
+    from_list = classify_images(full_model, tokenizer, pixels, prepare_labels(full_model, tokenizer, LABELS))
+    labels = prepare_labels(full_model, tokenizer, iter(LABELS))  # was: consumed by the checks, no labels left
+    assert labels.labels == LABELS and labels.embeds.shape[0] == len(LABELS)
+    assert classify_images(full_model, tokenizer, pixels, labels) == from_list

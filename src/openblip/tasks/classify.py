@@ -11,7 +11,7 @@ get probability 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +52,10 @@ class LabelSet:
 
 
 def prepare_labels(
-    model: Blip, tokenizer: Tokenizer, labels: Sequence[str], template: str = DEFAULT_TEMPLATE
+    model: Blip, tokenizer: Tokenizer, labels: Iterable[str], template: str = DEFAULT_TEMPLATE
 ) -> LabelSet:
     require_heads(model, "zero-shot classification")
+    labels = list(labels)  # an iterator is read once: the checks below would consume it
     if not labels:
         raise ValueError("no labels to classify with")
     if "{}" not in template:
