@@ -283,7 +283,7 @@ class BlipPipeline:
     ) -> list[ClassifyResult]:
         """Zero-shot classification: the top_k labels per image with probabilities (softmax of
         ITC cosine / the model's temperature; with rerank > 0, of ITM logit + cosine over the
-        best `rerank` labels)."""
+        best `rerank` labels). A repeated label counts once."""
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of labels, not one str")
         items = _as_list(images)

@@ -61,3 +61,10 @@ def test_labels_as_an_iterator_are_all_used(full_model, tokenizer, pixels) -> No
     labels = prepare_labels(full_model, tokenizer, iter(LABELS))  # was: consumed by the checks, no labels left
     assert labels.labels == LABELS and labels.embeds.shape[0] == len(LABELS)
     assert classify_images(full_model, tokenizer, pixels, labels) == from_list
+
+
+def test_a_repeated_label_counts_once(full_model, tokenizer, pixels) -> None:
+    once = classify_images(full_model, tokenizer, pixels, prepare_labels(full_model, tokenizer, LABELS))
+    labels = prepare_labels(full_model, tokenizer, ["dog", "cat", "dog", "red car", "tree", "cat"])
+    assert labels.labels == LABELS  # as the CLI: a repeat would be reported twice and split the probability
+    assert classify_images(full_model, tokenizer, pixels, labels) == once

@@ -54,6 +54,7 @@ class LabelSet:
 def prepare_labels(
     model: Blip, tokenizer: Tokenizer, labels: Iterable[str], template: str = DEFAULT_TEMPLATE
 ) -> LabelSet:
+    """The labels' prompts tokenized and embedded, in first-seen order (a repeat counts once)."""
     require_heads(model, "zero-shot classification")
     labels = list(labels)  # an iterator is read once: the checks below would consume it
     if not labels:
@@ -63,6 +64,7 @@ def prepare_labels(
     for i, label in enumerate(labels):
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"label {i} is empty")
+    labels = list(dict.fromkeys(labels))  # a repeat would be reported twice and split the probability
     prompts = clean_texts([template.replace("{}", label) for label in labels], True)
     ids, mask = tokenize(tokenizer, prompts, token_limit(model, RETRIEVAL_MAX_TOKENS), model.device)
     embeds = embed_texts(model, tokenizer, prompts, clean=False).to(model.device)
