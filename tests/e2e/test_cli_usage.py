@@ -53,6 +53,12 @@ def test_usage_errors(args: list[str], message: str, capsys, tmp_path, monkeypat
     assert not (tmp_path / "out.xlsx").exists()
 
 
+def test_a_label_with_nothing_left_after_cleaning_is_a_usage_error(models, images, capsys) -> None:
+    assert main(["classify", images[0], "--model", models["full"], "--labels", "dog,!!!"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "label 1 is empty ('!!!' after cleaning)" in captured.err
+
+
 def test_wrong_checkpoint_for_the_task(models, images, capsys) -> None:
     assert main(["vqa", images[0], "--question", "what?", "--model", models["full"]]) == 2
     assert "VQA checkpoint" in capsys.readouterr().err

@@ -50,6 +50,10 @@ def test_errors(full_model, caption_model, tokenizer) -> None:
         prepare_labels(full_model, tokenizer, [])
     with pytest.raises(ValueError, match="label 1 is empty"):
         prepare_labels(full_model, tokenizer, ["a", " "])
+    with pytest.raises(ValueError, match=r"label 1 is empty \('!!!' after cleaning\)"):
+        prepare_labels(full_model, tokenizer, ["a", "!!!"])  # its prompt would be "a picture of a"
+    with pytest.raises(TypeError, match="label 1 is int, expected str"):
+        prepare_labels(full_model, tokenizer, ["a", 3])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="template"):
         prepare_labels(full_model, tokenizer, LABELS, "a photo")
     with pytest.raises(ValueError, match="heads"):

@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "zero-shot classification"), pipe)
-    label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
+    try:
+        label_set = prepare_labels(pipe.model, pipe.tokenizer, labels, args.template)
+    except ValueError as e:  # a label with nothing left after cleaning ("!!!")
+        raise UsageError(str(e)) from e
     guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "classify"):

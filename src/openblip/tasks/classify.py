@@ -18,6 +18,7 @@ import torch
 
 from openblip.model.blip import Blip
 from openblip.tasks.inputs import (
+    CAPTION_MAX_WORDS,
     RETRIEVAL_MAX_TOKENS,
     clean_texts,
     embed_texts,
@@ -27,6 +28,7 @@ from openblip.tasks.inputs import (
     tokenize,
 )
 from openblip.tasks.match import itm_match_logits
+from openblip.text import pre_caption
 from openblip.tokenizer import Tokenizer
 
 DEFAULT_TEMPLATE = "a picture of a {}."
@@ -62,13 +64,21 @@ def prepare_labels(
     if "{}" not in template:
         raise ValueError(f"the prompt template {template!r} has no {{}} for the label")
     for i, label in enumerate(labels):
-        if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"label {i} is empty")
+        check_label(label, i)
     labels = list(dict.fromkeys(labels))  # a repeat would be reported twice and split the probability
     prompts = clean_texts([template.replace("{}", label) for label in labels], True)
     ids, mask = tokenize(tokenizer, prompts, token_limit(model, RETRIEVAL_MAX_TOKENS), model.device)
     embeds = embed_texts(model, tokenizer, prompts, clean=False).to(model.device)
     return LabelSet(list(labels), ids, mask, embeds)
+
+
+def check_label(label: str, index: int) -> None:
+    """A label must be a str with words left after pre_caption: "!!!" would make the prompt
+    "a picture of a", which says nothing about it."""
+    if not isinstance(label, str):
+        raise TypeError(f"label {index} is {type(label).__name__}, expected str")
+    if not pre_caption(label, CAPTION_MAX_WORDS):
+        raise ValueError(f"label {index} is empty ({label!r} after cleaning)")
 
 
 def temperature(model: Blip) -> float:
