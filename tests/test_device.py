@@ -35,3 +35,17 @@ def test_missing_cuda_and_mps_name_the_device(monkeypatch: pytest.MonkeyPatch) -
 def test_devices_we_cannot_run_on(name: str) -> None:
     with pytest.raises(ValueError, match=repr(name)):
         resolve_device(name)
+
+
+def test_a_torch_device_is_checked_as_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.device("cuda") on a machine without CUDA: the same ValueError as "cuda" (it was
+    passed through, to fail in the first `.to()` with "Torch not compiled with CUDA enabled")."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(device, "_mps_available", lambda: False)
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cuda:0' requested but CUDA is not available"):
+        resolve_device(torch.device("cuda", 0))
+    with pytest.raises(ValueError, match="'mps' requested but MPS is not available"):
+        resolve_device(torch.device("mps"))
+    with pytest.raises(ValueError, match="unsupported device 'meta'"):
+        resolve_device(torch.device("meta"))

@@ -20,9 +20,10 @@ DTYPES: dict[str, torch.dtype] = {
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """ "auto": cuda if available, else mps, else cpu. An explicit device must exist here: a
-    ValueError naming it otherwise (rather than a RuntimeError deep inside the first `.to()`)."""
+    ValueError naming it otherwise (rather than a RuntimeError deep inside the first `.to()`).
+    A torch.device is checked as its name."""
     if isinstance(device, torch.device):
-        return device
+        device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
