@@ -29,6 +29,7 @@ from openblip.tasks.inputs import (
     require_heads,
     token_limit,
     tokenize,
+    unit_float32,
 )
 from openblip.tasks.match import itm_match_logits
 from openblip.tokenizer import Tokenizer
@@ -169,7 +170,7 @@ def search_texts(
     limit = token_limit(model, RETRIEVAL_MAX_TOKENS)
     for lo in range(0, pixels.shape[0], options.batch_size):
         tokens = encode_images(model, pixels[lo : lo + options.batch_size])  # (b, 1+N, Dv)
-        queries = model.image_embed(tokens).float().cpu()
+        queries = unit_float32(model.image_embed(tokens))  # as the index's text features
         nb = index.search(queries, max(options.k, options.rerank), use_faiss=options.use_faiss, nlist=options.nlist)
         for q in range(tokens.shape[0]):
             cands = _candidates(nb, q)
