@@ -219,3 +219,12 @@ def test_text_inputs_are_checked_before_any_image_is_read(blip, models, tmp_path
 def test_a_pixel_limit_below_one_is_refused_at_load(models) -> None:
     with pytest.raises(ValueError, match="max_pixels must be >= 1, got 0"):
         openblip.load(models["full"], device="cpu", max_pixels=0)
+
+
+def test_embed_texts_refuses_a_text_with_nothing_left_as_match_does(blip) -> None:
+    """embed_texts("!!!") was the embedding of [CLS] [SEP] alone, which says nothing about the text."""
+    with pytest.raises(ValueError, match=r"text 1 is empty \('!!!' after cleaning\)"):
+        blip.embed_texts(["a dog", "!!!"])
+    with pytest.raises(ValueError, match=r"text 0 is empty \(' '\)"):
+        blip.embed_texts(" ", clean=False)
+    assert blip.embed_texts("!!!", clean=False).shape == (1, 256)  # uncleaned, it has tokens

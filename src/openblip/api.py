@@ -267,8 +267,11 @@ class BlipPipeline:
         return torch.cat(parts) if parts else torch.zeros(0, self.model.cfg.embed_dim)
 
     def embed_texts(self, texts: str | Sequence[str], *, clean: bool = True, batch_size: int = 256) -> torch.Tensor:
-        """ITC text features (T, E), L2-normalised, float32 on the CPU (pre_caption first unless clean=False)."""
+        """ITC text features (T, E), L2-normalised, float32 on the CPU (pre_caption first unless
+        clean=False). A text with nothing left ("", "!!!" when cleaned) raises ValueError naming it."""
         text_list = [texts] if isinstance(texts, str) else list(texts)
+        for i, t in enumerate(text_list):
+            check_text(t, i, clean)
         return embed_texts(self.model, self.tokenizer, text_list, clean=clean, batch_size=batch_size)
 
     def classify(
