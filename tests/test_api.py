@@ -228,3 +228,12 @@ def test_embed_texts_refuses_a_text_with_nothing_left_as_match_does(blip) -> Non
     with pytest.raises(ValueError, match=r"text 0 is empty \(' '\)"):
         blip.embed_texts(" ", clean=False)
     assert blip.embed_texts("!!!", clean=False).shape == (1, 256)  # uncleaned, it has tokens
+
+
+def test_index_images_refuses_one_path(blip, images, tmp_path) -> None:
+    index = blip.open_index(tmp_path / "idx", IndexKind.IMAGES)
+    with pytest.raises(TypeError, match="not one path"):  # was: its characters, "/: is a directory"
+        blip.index_images(index, images[0])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not one path"):
+        blip.index_images(index, Path(images[0]))  # type: ignore[arg-type]
+    assert len(index) == 0

@@ -331,6 +331,8 @@ class BlipPipeline:
         """Add image files to an image index, keyed by absolute path (re-ranking reads them
         again from there); `images` may hold them already loaded. Returns each file's row (the
         existing row for a file indexed before)."""
+        if isinstance(paths, str | os.PathLike):
+            raise TypeError("paths must be a sequence of image paths, not one path")
         if images is not None and len(images) != len(paths):
             raise ValueError(f"{len(images)} loaded images for {len(paths)} paths")
         entries = [IndexEntry(p, path=p) for p in (str(Path(x).expanduser().resolve()) for x in paths)]
