@@ -237,3 +237,12 @@ def test_index_images_refuses_one_path(blip, images, tmp_path) -> None:
     with pytest.raises(TypeError, match="not one path"):
         blip.index_images(index, Path(images[0]))  # type: ignore[arg-type]
     assert len(index) == 0
+
+
+def test_open_index_takes_a_kind_by_name(blip, tmp_path) -> None:
+    index = blip.open_index(tmp_path / "idx", "images")  # was: AttributeError 'str' has no 'value'
+    assert index.kind is IndexKind.IMAGES and blip.open_index(tmp_path / "idx", "images").kind is IndexKind.IMAGES
+    with pytest.raises(ValueError, match="an index of images, not texts"):
+        blip.open_index(tmp_path / "idx", "texts")
+    with pytest.raises(ValueError, match="'pictures' is not a valid IndexKind"):
+        blip.open_index(tmp_path / "other", "pictures")

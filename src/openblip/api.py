@@ -306,10 +306,11 @@ class BlipPipeline:
         return ModelIdentity(src, model_fingerprint(self.model), self.image_size, tokenizer)
 
     def open_index(
-        self, directory: str | os.PathLike[str], kind: IndexKind | None = None, *, tokenizer: str | None = None
+        self, directory: str | os.PathLike[str], kind: IndexKind | str | None = None, *, tokenizer: str | None = None
     ) -> EmbeddingIndex:
         """Open the index at `directory` (refused when built by another model), or create one
-        of `kind` there when none exists."""
+        of `kind` ("images" or "texts") there when none exists."""
+        kind = None if kind is None else IndexKind(kind)
         if EmbeddingIndex.exists(directory):
             index = EmbeddingIndex.open(directory)
             index.check_model(model_fingerprint(self.model))
