@@ -246,3 +246,16 @@ def test_open_index_takes_a_kind_by_name(blip, tmp_path) -> None:
         blip.open_index(tmp_path / "idx", "texts")
     with pytest.raises(ValueError, match="'pictures' is not a valid IndexKind"):
         blip.open_index(tmp_path / "other", "pictures")
+
+
+def test_an_input_that_is_no_image_is_a_type_error_naming_its_position(blip, images) -> None:
+    """Checked before any image is read; an array gets a hint (was: "load_image expects ...,
+    got NoneType" with no position, after the batches before it had run; for one None or int:
+    "'NoneType' object is not iterable")."""
+    with pytest.raises(TypeError, match=r"images\[1\] is NoneType, expected a path, bytes or PIL\.Image\.Image"):
+        blip.caption([images[0], None], max_length=8, batch_size=1)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"images\[0\] is ndarray.*Image\.fromarray"):
+        blip.embed_images([np.zeros((8, 8, 3), np.uint8)])  # type: ignore[list-item]
+    for one in (None, 3, np.zeros((8, 8, 3), np.uint8)):
+        with pytest.raises(TypeError, match=r"expected a path, bytes or PIL\.Image\.Image, or a sequence of them"):
+            blip.match(one, "a dog")  # type: ignore[arg-type]

@@ -42,10 +42,25 @@ log = logging.getLogger(__name__)
 ImageInput = ImageSource  # path, bytes or PIL.Image.Image
 
 
+_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
+_EXPECTED = "expected a path, bytes or PIL.Image.Image"
+
+
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    if isinstance(images, str | os.PathLike | bytes | bytearray | memoryview | Image.Image):
+    """One image or a sequence of them -> a list, each item's type checked before any is read."""
+    if isinstance(images, _IMAGE_TYPES):
         return [images]  # one image (bytes are a sequence too, of ints)
-    return list(images)
+    if hasattr(images, "__array__") or not isinstance(images, Iterable):  # an array is one image, not rows
+        raise TypeError(f"images is {type(images).__name__}, {_EXPECTED}, or a sequence of them{_hint(images)}")
+    items = list(images)
+    for i, item in enumerate(items):
+        if not isinstance(item, _IMAGE_TYPES):
+            raise TypeError(f"images[{i}] is {type(item).__name__}, {_EXPECTED}{_hint(item)}")
+    return items
+
+
+def _hint(value: object) -> str:
+    return " (make an array an image with PIL.Image.fromarray)" if hasattr(value, "__array__") else ""
 
 
 def image_name(source: ImageInput, index: int) -> str:
