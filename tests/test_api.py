@@ -259,3 +259,14 @@ def test_an_input_that_is_no_image_is_a_type_error_naming_its_position(blip, ima
     for one in (None, 3, np.zeros((8, 8, 3), np.uint8)):
         with pytest.raises(TypeError, match=r"expected a path, bytes or PIL\.Image\.Image, or a sequence of them"):
             blip.match(one, "a dog")  # type: ignore[arg-type]
+
+
+def test_texts_that_are_neither_str_nor_a_sequence_are_a_clear_type_error(blip, models, images) -> None:
+    """Was: "'NoneType' object is not iterable" / "'int' object is not iterable"."""
+    with pytest.raises(TypeError, match="texts is NoneType, expected a str or a sequence of them"):
+        blip.match(images[0], None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="texts is int, expected a str or a sequence of them"):
+        blip.embed_texts(5)  # type: ignore[arg-type]
+    vqa = openblip.load(models["vqa"], device="cpu")
+    with pytest.raises(TypeError, match="question is int, expected a str or a sequence of them"):
+        vqa.answer(images[0], 5)  # type: ignore[arg-type]

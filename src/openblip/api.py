@@ -59,6 +59,15 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
     return items
 
 
+def _as_texts(texts: str | Sequence[str], what: str = "texts") -> list[str]:
+    """One text or a sequence of them -> a list (each item's type is checked with its content)."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Iterable):
+        raise TypeError(f"{what} is {type(texts).__name__}, expected a str or a sequence of them")
+    return list(texts)
+
+
 def _hint(value: object) -> str:
     return " (make an array an image with PIL.Image.fromarray)" if hasattr(value, "__array__") else ""
 
@@ -229,7 +238,7 @@ class BlipPipeline:
         An empty question (nothing left after cleaning) raises ValueError naming it, before any
         image is read."""
         items = _as_list(images)
-        questions = [question] * len(items) if isinstance(question, str) else list(question)
+        questions = [question] * len(items) if isinstance(question, str) else _as_texts(question, "question")
         if len(questions) != len(items):
             raise ValueError(f"{len(questions)} questions for {len(items)} images")
         for i, q in enumerate(questions):
@@ -260,7 +269,7 @@ class BlipPipeline:
         cleaned as the original retrieval (pre_caption, 30 words) and cut to 35 tokens; a text
         with nothing left ("", "!!!") raises ValueError naming it, before any image is read."""
         items = _as_list(images)
-        text_list = [texts] if isinstance(texts, str) else list(texts)
+        text_list = _as_texts(texts)
         if not text_list:
             raise ValueError("no texts to match")
         for i, t in enumerate(text_list):
@@ -284,7 +293,7 @@ class BlipPipeline:
     def embed_texts(self, texts: str | Sequence[str], *, clean: bool = True, batch_size: int = 256) -> torch.Tensor:
         """ITC text features (T, E), L2-normalised, float32 on the CPU (pre_caption first unless
         clean=False). A text with nothing left ("", "!!!" when cleaned) raises ValueError naming it."""
-        text_list = [texts] if isinstance(texts, str) else list(texts)
+        text_list = _as_texts(texts)
         for i, t in enumerate(text_list):
             check_text(t, i, clean)
         return embed_texts(self.model, self.tokenizer, text_list, clean=clean, batch_size=batch_size)
@@ -375,7 +384,7 @@ class BlipPipeline:
         self, index: EmbeddingIndex, texts: str | Sequence[str], options: SearchOptions
     ) -> list[list[Hit]]:
         """Images of an image index for each text: ITC top-k, ITM re-ranking of the best `options.rerank`."""
-        text_list = [texts] if isinstance(texts, str) else list(texts)
+        text_list = _as_texts(texts)
         index.check_model(model_fingerprint(self.model))
         return search_images(self.model, self.tokenizer, index, text_list, self._pixels_of_path, options)
 
