@@ -5,8 +5,9 @@
     >>> blip.caption(["photo.jpg"])[0].caption
     'a woman sitting on the beach with her dog'
 
-Images may be paths, encoded bytes or PIL images (one, or a list); every method returns a list
-of small result dataclasses in input order. An image that cannot be used raises ImageError
+Images may be paths, encoded bytes or PIL images (one, or a list); caption, answer, match and
+classify return a list of small result dataclasses in input order, embed_images / embed_texts
+an (N, E) tensor, the searches a list of hits per query. An image that cannot be used raises ImageError
 naming it (the CLI turns such failures into per-item error records instead). Work runs in
 batches of `batch_size` images; the ViT sees each image once and the decoder's cross-attention
 keys/values are computed once per image.
