@@ -197,7 +197,8 @@ class BlipPipeline:
     ) -> list[CaptionResult]:
         """Captions per image (see `caption_config` for the decoding settings). The prompt
         ("a picture of " by default, "" for none) is removed from the returned text. With
-        sampling and a seed, results are reproducible for the same inputs and batch size."""
+        sampling and a seed, each image's captions depend only on the seed and the image's
+        position in `images`, not on batch_size nor on the other images."""
         cfg = caption_config(
             sample=sample,
             num_beams=num_beams,
@@ -215,7 +216,7 @@ class BlipPipeline:
         items = _as_list(images)
         out: list[CaptionResult] = []
         for chunk, pixels in self._batches(items, batch_size):
-            caps = caption_images(self.model, self.tokenizer, pixels, cfg, prompt)
+            caps = caption_images(self.model, self.tokenizer, pixels, cfg, prompt, sample_keys=chunk)
             out += [CaptionResult(image_name(items[i], i), tuple(c)) for i, c in zip(chunk, caps)]
         return out
 

@@ -82,10 +82,15 @@ def test_outputs_and_num_captions(cli, models, images, tmp_path) -> None:
 
 
 def test_sampling_to_csv_is_seeded(cli, models, images, tmp_path) -> None:
-    def sample(path) -> list[dict[str, str]]:
+    """Seeded samples are reproducible, and do not depend on --batch-size: each image samples from
+    its own stream, keyed by its position in the input."""
+
+    def sample(path, batch_size: int) -> list[dict[str, str]]:
         r = cli(
             "caption",
             *images,
+            "--batch-size",
+            str(batch_size),
             "--model",
             models["full"],
             "--sample",
@@ -108,5 +113,5 @@ def test_sampling_to_csv_is_seeded(cli, models, images, tmp_path) -> None:
         with open(path, newline="") as f:
             return list(csv.DictReader(f))
 
-    a, b = sample(tmp_path / "a.csv"), sample(tmp_path / "b.csv")
+    a, b = sample(tmp_path / "a.csv", 16), sample(tmp_path / "b.csv", 1)
     assert a == b and [row["image"] for row in a] == images and all(row["caption"] for row in a)

@@ -122,6 +122,24 @@ def test_beam_one_context_at_a_time_equals_batched(model: Blip) -> None:
     assert batched == single
 
 
+def test_seeded_sampling_of_a_context_does_not_depend_on_its_batch(model: Blip) -> None:
+    """Each context samples from its own stream (its key): alone or in any batch, and whether or
+    not the others finish first and leave the batch, it draws the same sequences."""
+    dec = model.text_decoder
+    assert dec is not None
+    img = model.encode_image(torch.randn(5, 3, 64, 64) * 3)
+    cfg = GenerationConfig(max_length=12, do_sample=True, top_p=0.9, seed=4, num_return_sequences=2)
+    batched = _trim(generate(dec, img, PROMPT, cfg).sequences)
+    single = [r for i in range(5) for r in _trim(generate(dec, img[i : i + 1], PROMPT, cfg, sample_keys=[i]).sequences)]
+    assert batched == single
+    assert len({len(r) for r in batched}) > 1  # some rows finished early: the batch was compacted
+    assert batched[0] != batched[1]  # a context's return sequences have their own streams
+    shifted = _trim(generate(dec, img[3:], PROMPT, cfg, sample_keys=[3, 4]).sequences)
+    assert shifted == batched[6:]
+    with pytest.raises(ValueError, match="2 sample keys for 5 contexts"):
+        generate(dec, img, PROMPT, cfg, sample_keys=[0, 1])
+
+
 def test_sampling_seeded_and_grouped(model: Blip) -> None:
     dec = model.text_decoder
     assert dec is not None

@@ -41,7 +41,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--top-p", type=finite_float, default=0.9, help="sampling: nucleus mass (default: %(default)s)")
     g.add_argument("--top-k", type=int, default=50, help="sampling: k best tokens, 0 = all (default: %(default)s)")
     g.add_argument("--temperature", type=finite_float, default=1.0, help="sampling temperature (default: %(default)s)")
-    g.add_argument("--seed", type=int, help="sampling seed (reproducible for the same inputs and batch size)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        help="sampling seed: each image's captions then depend only on the seed and the image's position "
+        "in the input order (not on --batch-size)",
+    )
     g.add_argument(
         "--num-captions",
         type=int,
@@ -94,13 +99,19 @@ def run(args: argparse.Namespace) -> int:
         caption_images(pipe.model, pipe.tokenizer, pipe.preprocess([]), cfg, args.prompt)
     except ValueError as e:
         raise UsageError(str(e)) from e
+    position = {name: i for i, name in enumerate(names)}  # each image's sampling stream (names are unique)
     guard = ModelGuard()
     with RecordWriter(args.output) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
             caps = guard.items(
                 items,
                 lambda good: caption_images(
-                    pipe.model, pipe.tokenizer, pipe.preprocess(images_of(good)), cfg, args.prompt
+                    pipe.model,
+                    pipe.tokenizer,
+                    pipe.preprocess(images_of(good)),
+                    cfg,
+                    args.prompt,
+                    sample_keys=[position[it.name] for it in good],
                 ),
             )
             done = iter(caps)

@@ -22,6 +22,7 @@ with the eos id instead).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from openblip.model.cache import CrossKV, FoldedContext
 from openblip.model.cuda_graph import decode_step
 from openblip.model.layers import padding_bias
+from openblip.model.sampling import SampleStreams
 from openblip.model.text import TextDecoder
 
 NEG_INF = float("-inf")
@@ -50,7 +52,7 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 0
     length_penalty: float = 1.0  # beam search only
     num_return_sequences: int = 1
-    seed: int | None = None  # sampling only
+    seed: int | None = None  # sampling only (model/sampling.py: one stream per sequence)
     eos_token_id: int = 102
     pad_token_id: int = 0
     # Fixed-shape decoding steps, captured once per call in a CUDA graph and replayed (CUDA only;
@@ -145,11 +147,14 @@ def generate(
     prompt: torch.Tensor,
     cfg: GenerationConfig,
     context_mask: torch.Tensor | None = None,
+    sample_keys: Sequence[int] | None = None,
 ) -> GenerationOutput:
     """Generate continuations of `prompt` for each context.
 
     context: (B, N, Dc) tokens the decoder cross-attends to (image tokens, or VQA question states),
     or their precomputed CrossKV. prompt: (P,) ids shared by all, or (B, P); it starts with [DEC].
+    sample_keys: (B) keys of the contexts' sampling streams (default 0..B-1): with a seed, what a
+    context samples depends on the seed, its key and nothing else in the batch.
     Returns B * num_return_sequences sequences, grouped per context.
     """
     kv: CrossKV | FoldedContext
@@ -170,9 +175,12 @@ def generate(
     if cfg.max_length > positions:
         raise ValueError(f"max_length {cfg.max_length} exceeds the decoder's {positions} positions")
     prompt = prompt.to(context.k[0].device if isinstance(context, CrossKV) else context.device)
+    keys = range(batch) if sample_keys is None else sample_keys
+    if len(keys) != batch:
+        raise ValueError(f"{len(keys)} sample keys for {batch} contexts")
     if cfg.num_beams > 1:
         return _beam_search(decoder, kv, prompt, cfg)
-    return _greedy_or_sample(decoder, kv, prompt, cfg)
+    return _greedy_or_sample(decoder, kv, prompt, cfg, keys)
 
 
 def fold_context(decoder: TextDecoder, context: torch.Tensor, prompt_length: int, cfg: GenerationConfig) -> bool:
@@ -191,16 +199,16 @@ def _compact_due(done: int, total: int) -> bool:
 
 
 def _greedy_or_sample(
-    decoder: TextDecoder, kv: CrossKV | FoldedContext, prompt: torch.Tensor, cfg: GenerationConfig
+    decoder: TextDecoder, kv: CrossKV | FoldedContext, prompt: torch.Tensor, cfg: GenerationConfig, keys: Sequence[int]
 ) -> GenerationOutput:
     group = cfg.num_return_sequences
     batch = prompt.shape[0]
     rows = batch * group
     device = prompt.device
-    gen = None
+    streams = None
     if cfg.do_sample:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        seed = cfg.seed if cfg.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+        streams = SampleStreams(seed, keys, group, cfg.max_length, device)
     out = torch.full((rows, cfg.max_length), cfg.pad_token_id, dtype=torch.long, device=device)
     out[:, : prompt.shape[1]] = prompt.repeat_interleave(group, 0)
     scores = torch.zeros(rows, device=device)
@@ -213,9 +221,8 @@ def _greedy_or_sample(
     while True:
         ids = out[active, :length]
         step_scores = process(logits.float(), ids, cfg)
-        if cfg.do_sample:
-            warped = warp_for_sampling(step_scores, cfg)
-            token = torch.multinomial(warped.softmax(-1), 1, generator=gen).squeeze(1)
+        if streams is not None:
+            token = streams.draw(warp_for_sampling(step_scores, cfg), active, length)
         else:
             token = step_scores.argmax(-1)
         logp = step_scores.log_softmax(-1).gather(1, token[:, None]).squeeze(1)

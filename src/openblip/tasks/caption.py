@@ -12,6 +12,7 @@ semantics): with the default prompt, max_length 20 allows at most 16 new tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -71,11 +72,14 @@ def caption_images(
     pixels: torch.Tensor,
     cfg: GenerationConfig = BEAM_DEFAULTS,
     prompt: str = DEFAULT_PROMPT,
+    sample_keys: Sequence[int] | None = None,
 ) -> list[list[Caption]]:
     """Captions for each image of pixels (B, 3, S, S): B lists of cfg.num_return_sequences.
 
     The ViT runs once for the batch and the decoder's cross-attention keys/values are computed
-    once per image, shared by its beams or samples (model/generate.py).
+    once per image, shared by its beams or samples (model/generate.py). sample_keys: each
+    image's sampling stream (model/sampling.py; default its position in this batch): pass each
+    image's position in the whole input so that seeded samples do not depend on the batching.
     """
     require_caption_decoder(model)
     assert model.text_decoder is not None
@@ -90,7 +94,7 @@ def caption_images(
     if pixels.shape[0] == 0:
         return []
     tokens = encode_images(model, pixels)  # (B, 1+N, Dv)
-    out = generate(model.text_decoder, tokens, prompt_t, cfg)
+    out = generate(model.text_decoder, tokens, prompt_t, cfg, sample_keys=sample_keys)
     group = cfg.num_return_sequences
     plen = prompt_t.numel()
     result: list[list[Caption]] = []
