@@ -108,6 +108,9 @@ def _check(cfg: TrainConfig, env: DistEnv) -> None:
         raise ValueError("data.train is not set: give shards, a .tar or a .jsonl list")
     if cfg.run.accumulation < 1 or cfg.data.batch_size < 1:
         raise ValueError("data.batch_size and run.accumulation must be >= 1")
+    for key, every in (("run.log_every", cfg.run.log_every), ("run.ckpt_every", cfg.run.ckpt_every)):
+        if every < 1:
+            raise ValueError(f"{key} must be >= 1 (steps between records), got {every}")
     contrastive = cfg.objective.kind in (ObjectiveKind.PRETRAIN, ObjectiveKind.RETRIEVAL)
     if contrastive and env.distributed and not cfg.data.pad_to_max:
         raise ValueError("ITC/ITM across processes gathers token ids: set data.pad_to_max = true")

@@ -1,0 +1,59 @@
+"""The training loop's run-directory rules, in process on a tiny model: a fresh run never mixes
+with another run's checkpoints, a resume refuses a changed config, metrics.jsonl holds each
+completed step once, and bad intervals are refused before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openblip.train.config import TrainConfig, load_config
+from openblip.train.loop import METRICS_FILE, train
+
+TINY = [
+    "model.arch=tiny",
+    "model.layout=pretrain",
+    "model.image_size=32",
+    "model.embed_dim=16",
+    "model.vision.width=32",
+    "model.vision.depth=1",
+    "model.vision.heads=2",
+    "model.vision.mlp_dim=64",
+    "model.text.width=32",
+    "model.text.depth=1",
+    "model.text.heads=2",
+    "model.text.mlp_dim=64",
+    "data.batch_size=8",
+    "data.max_length=12",
+    "data.augment=false",
+    "schedule.epochs=2",
+    "schedule.warmup_steps=1",
+    "objective.queue_size=8",
+    "run.log_every=1",
+    "run.ckpt_every=1",
+    "run.keep_last=2",
+    "run.progress=false",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread: None) -> None:
+    """Tiny models: one torch thread (tests/conftest.py)."""
+
+
+def _cfg(tiny_scenes: Path, out: Path, *extra: str) -> TrainConfig:
+    sets = [*TINY, f"data.train={tiny_scenes / 'train'}", f"run.out_dir={out}", *extra]
+    return load_config(None, sets)
+
+
+def _steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / METRICS_FILE).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("key", ["run.log_every", "run.ckpt_every"])
+def test_intervals_below_one_are_refused(tiny_scenes: Path, tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        train(_cfg(tiny_scenes, tmp_path / "run", f"{key}=0"))
+    assert not (tmp_path / "run").exists()
