@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from openblip.train import checkpoint as C
 from openblip.train.config import TrainConfig, load_config
 from openblip.train.loop import METRICS_FILE, train
 
@@ -57,3 +58,13 @@ def test_intervals_below_one_are_refused(tiny_scenes: Path, tmp_path: Path, key:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         train(_cfg(tiny_scenes, tmp_path / "run", f"{key}=0"))
     assert not (tmp_path / "run").exists()
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(tiny_scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_cfg(tiny_scenes, out, "schedule.max_steps=2"))
+    before = [p.name for p in C.list_checkpoints(out)]
+    with pytest.raises(ValueError, match=r"step-00000002\.pt.*resume"):
+        train(_cfg(tiny_scenes, out, "schedule.max_steps=2"))
+    assert [p.name for p in C.list_checkpoints(out)] == before
+    assert _steps(out) == [1, 2]

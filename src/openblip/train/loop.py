@@ -180,7 +180,9 @@ def _cpu_rng(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train as `cfg` says; with `resume`, continue from the run dir's latest checkpoint if any."""
+    """Train as `cfg` says; with `resume`, continue from the run dir's latest checkpoint if any.
+    Without `resume`, a run dir that already holds checkpoints is refused (ValueError): a new run
+    there would mix its checkpoints with the old run's."""
     start_time = time.time()
     env = init_distributed()
     _check(cfg, env)
@@ -206,7 +208,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     schedule = Schedule(cfg.schedule, cfg.optim.lr, steps_per_epoch, total)
 
     position = C.DataPosition()
-    latest = C.latest_checkpoint(run_dir) if resume else None
+    latest = C.latest_checkpoint(run_dir)
+    if latest is not None and not resume:
+        raise ValueError(
+            f"{run_dir} already holds a run's checkpoints (latest {latest}): resume it (--resume), "
+            "or choose another run.out_dir"
+        )
     if latest is not None:
         position = _restore(latest, objective, optimizer, scaler, env)
     if env.is_main:
