@@ -68,3 +68,13 @@ def test_fresh_run_refuses_a_directory_with_checkpoints(tiny_scenes: Path, tmp_p
         train(_cfg(tiny_scenes, out, "schedule.max_steps=2"))
     assert [p.name for p in C.list_checkpoints(out)] == before
     assert _steps(out) == [1, 2]
+
+
+def test_resume_refuses_a_changed_config_naming_the_keys(tiny_scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_cfg(tiny_scenes, out, "schedule.max_steps=1"))
+    with pytest.raises(ValueError, match=r"optim\.lr.*data\.batch_size|data\.batch_size.*optim\.lr"):
+        train(_cfg(tiny_scenes, out, "schedule.max_steps=1", "optim.lr=0.5", "data.batch_size=4"), resume=True)
+    # how often to log or checkpoint, and how many to keep, may change
+    done = train(_cfg(tiny_scenes, out, "schedule.max_steps=1", "run.log_every=5", "run.keep_last=1"), resume=True)
+    assert done.steps == 1

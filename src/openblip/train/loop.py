@@ -44,6 +44,21 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 MODEL_DIR = "model"
+# Config keys a resumed run may change: where things are and how often to report. Any other
+# change (model, data stream, optimizer, schedule, objective, seed, precision) is refused.
+RESUMABLE_KEYS = frozenset(
+    {
+        "model.init_from",  # the weights come from the checkpoint
+        "data.train",  # the data may have moved
+        "data.num_workers",  # the stream does not depend on it
+        "run.out_dir",
+        "run.log_every",
+        "run.ckpt_every",
+        "run.keep_last",
+        "run.metrics_stdout",
+        "run.progress",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -147,14 +162,41 @@ def _gather_rng(env: DistEnv) -> list[dict[str, Any]]:
     return everyone
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _check_same_config(path: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """A resumed run must be the run that wrote the checkpoint: name every changed key."""
+    old, new = _flat(saved), _flat(cfg.to_dict())
+    changed = [
+        f"{k} {old[k]!r} -> {new[k]!r}"
+        for k in sorted(old.keys() & new.keys())
+        if k not in RESUMABLE_KEYS and old[k] != new[k]
+    ]
+    if changed:
+        raise ValueError(
+            f"cannot resume from {path}: the config changed since it was saved ({'; '.join(changed)}); "
+            "resume with the same settings, or start a new run.out_dir (model.init_from can start from its model)"
+        )
+
+
 def _restore(
     path: Path,
     objective: Objective,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     env: DistEnv,
+    cfg: TrainConfig,
 ) -> C.DataPosition:
     state = C.load_checkpoint(path, map_location=env.device)
+    _check_same_config(path, state["config"], cfg)
     full = {f"model.{k}": v for k, v in state["model"].items()} | state["objective"]
     objective.load_state_dict(full, strict=True)
     optimizer.load_state_dict(state["optimizer"])
@@ -215,7 +257,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             "or choose another run.out_dir"
         )
     if latest is not None:
-        position = _restore(latest, objective, optimizer, scaler, env)
+        position = _restore(latest, objective, optimizer, scaler, env, cfg)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
