@@ -78,3 +78,24 @@ def test_resume_refuses_a_changed_config_naming_the_keys(tiny_scenes: Path, tmp_
     # how often to log or checkpoint, and how many to keep, may change
     done = train(_cfg(tiny_scenes, out, "schedule.max_steps=1", "run.log_every=5", "run.keep_last=1"), resume=True)
     assert done.steps == 1
+
+
+def test_resume_drops_metrics_of_steps_after_the_checkpoint(tiny_scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_cfg(tiny_scenes, out, "run.ckpt_every=2", "run.keep_last=0"))
+    assert _steps(out) == [1, 2, 3, 4]
+    # as if killed after logging step 3, before its checkpoint, mid-way through a line
+    C.checkpoint_dir(out).joinpath("step-00000004.pt").unlink()
+    with (out / METRICS_FILE).open("a") as f:
+        f.write('{"step": 4, "lo')
+    train(_cfg(tiny_scenes, out, "run.ckpt_every=2", "run.keep_last=0"), resume=True)
+    assert _steps(out) == [1, 2, 3, 4]
+
+
+def test_fresh_run_starts_a_new_metrics_file(tiny_scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    # a run killed before its first checkpoint left these
+    (out / METRICS_FILE).write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 8.0}\n')
+    train(_cfg(tiny_scenes, out, "schedule.max_steps=1"))
+    assert _steps(out) == [1]

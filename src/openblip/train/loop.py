@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -109,6 +110,29 @@ class _Metrics:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+def _trim_metrics(path: Path, upto: int) -> None:
+    """Keep the records of steps <= `upto`, the steps the resumed checkpoint holds (none on a
+    fresh start): the run redoes the later steps and logs them again, and a kill may have cut the
+    last line short."""
+    if not path.is_file():
+        return
+    kept: list[str] = []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for line in lines:
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(step, int) and step <= upto:
+            kept.append(line + "\n")
+    if len(kept) == len(lines):
+        return
+    log.info("%s: dropped %d records after step %d (redone from the checkpoint)", path, len(lines) - len(kept), upto)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _text_rule(cfg: TrainConfig) -> TextRule:
@@ -260,6 +284,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         position = _restore(latest, objective, optimizer, scaler, env, cfg)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        _trim_metrics(run_dir / METRICS_FILE, position.step)
         (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     metrics = _Metrics(run_dir / METRICS_FILE if env.is_main else None, cfg.run.metrics_stdout)
     wrapped: torch.nn.Module = objective
