@@ -108,3 +108,36 @@ def test_image_id_is_stable_and_prefers_metadata() -> None:
     assert image_id(s) == image_id(Sample("000012", b"", "other", {}))
     assert image_id(s) != image_id(Sample("000013", b"", None, {}))
     assert image_id(Sample("k", b"", None, {"image_id": 77})) == 77
+
+
+def _png(colour: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 40), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_unusable_samples_are_logged_and_replaced(tokenizer: Tokenizer, caplog: pytest.LogCaptureFixture) -> None:
+    good = [Sample(k, _png(c), f"a {c} square", {}) for k, c in (("red", "red"), ("blue", "blue"))]
+    bad = [
+        Sample("truncated", _png("green")[:60], "a green square", {}),
+        Sample("garbage", b"not an image", "text", {}),
+        Sample("no_caption", _png("white"), None, {}),
+    ]
+    builder = BatchBuilder(DataSection(batch_size=5, augment=False), 32, tokenizer, TextRule(), seed=0)
+    with caplog.at_level("WARNING"):
+        batch = builder.build([good[0], *bad, good[1]], 0, 0)
+    assert isinstance(batch, ImageTextBatch) and batch.pixels.shape[0] == 5
+    # each bad sample's place is taken by the next usable one: blue
+    assert batch.image_ids.tolist() == [image_id(good[0])] + [image_id(good[1])] * 4
+    assert torch.equal(batch.pixels[1], batch.pixels[4]) and torch.equal(batch.ids[1], batch.ids[4])
+    for key in ("truncated", "garbage", "no_caption"):
+        assert f"skipping training sample '{key}'" in caplog.text
+    vqa = BatchBuilder(DataSection(batch_size=2, augment=False), 32, tokenizer, TextRule(vqa=True), seed=0)
+    qa = Sample("q", _png("red"), None, {"question": "what colour?", "answer": "red"})
+    assert vqa.build([Sample("no_question", _png("red"), "t", {}), qa], 0, 0).pixels.shape[0] == 2
+    with pytest.raises(ValueError, match=r"no usable sample.*'garbage'.*'no_caption'"):
+        builder.build(bad, 0, 0)

@@ -88,6 +88,9 @@ def count_samples(source: str) -> int:
     return sum(1 for _ in iter_samples(path))
 
 
+TrainText = str | tuple[str, list[str]]  # a caption, or a (question, answers) pair
+
+
 class BatchBuilder:
     """Decodes, augments and tokenizes the samples of one local batch."""
 
@@ -115,22 +118,43 @@ class BatchBuilder:
         return self.rule.prompt + pre_caption(text, self.cfg.max_words)
 
     def build(self, samples: list[Sample], epoch: int, first_index: int) -> Batch:
+        """The batch of `samples`. A sample that cannot be used (undecodable or oversized image,
+        no caption or question) is logged by key and its place taken by the next usable sample of
+        the batch, so the run goes on with the batch size every rank and the queues expect."""
         rngs = [random.Random(f"{self.seed}/{epoch}/{first_index + i}") for i in range(len(samples))]
-        pixels = torch.stack([self.pixels(s, r) for s, r in zip(samples, rngs)])
+        made = [self._item(s, r) for s, r in zip(samples, rngs)]
+        good = {i: m for i, m in enumerate(made) if not isinstance(m, str)}
+        if not good:
+            why = "; ".join(f"{s.key!r}: {m}" for s, m in zip(samples, made))
+            raise ValueError(f"no usable sample in a training batch ({why})")
+        use = [next((g for g in good if g >= i), min(good)) for i in range(len(samples))]
+        for i, m in enumerate(made):
+            if isinstance(m, str):
+                stand_in = samples[use[i]].key
+                log.warning("skipping training sample %r (%s); %r takes its place", samples[i].key, m, stand_in)
+        items = [good[j] for j in use]
+        pixels = torch.stack([p for p, _ in items])
         if self.rule.vqa:
-            return self._vqa(samples, pixels, rngs)
-        texts = [self.caption(s, r) for s, r in zip(samples, rngs)]
+            return self._vqa(pixels, [t for _, t in items if isinstance(t, tuple)])
+        texts = [t for _, t in items if isinstance(t, str)]
         enc = self.tokenizer.encode(texts, self.cfg.max_length, pad_to_max=self.cfg.pad_to_max)
-        ids = torch.tensor([image_id(s) for s in samples], dtype=torch.long)
+        ids = torch.tensor([image_id(samples[j]) for j in use], dtype=torch.long)
         return ImageTextBatch(pixels=pixels, ids=enc.ids, mask=enc.mask, image_ids=ids)
 
-    def _vqa(self, samples: list[Sample], pixels: torch.Tensor, rngs: list[random.Random]) -> VqaBatch:
+    def _item(self, sample: Sample, rng: random.Random) -> tuple[torch.Tensor, TrainText] | str:
+        """(pixels, caption or (question, answers)) of a sample, or why it cannot be used."""
+        try:
+            pixels = self.pixels(sample, rng)
+            return pixels, vqa_pair(sample, rng) if self.rule.vqa else self.caption(sample, rng)
+        except ValueError as e:  # ImageError included
+            return str(e)
+
+    def _vqa(self, pixels: torch.Tensor, pairs: list[tuple[str, list[str]]]) -> VqaBatch:
         questions: list[str] = []
         answers: list[str] = []
         weights: list[float] = []
         owner: list[int] = []
-        for i, (s, rng) in enumerate(zip(samples, rngs)):
-            question, given = vqa_pair(s, rng)
+        for i, (question, given) in enumerate(pairs):
             questions.append(pre_question(question))
             # Each distinct answer weighted by its share of the annotators (vqa_dataset.py).
             for answer, count in Counter(given).items():
