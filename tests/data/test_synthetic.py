@@ -118,6 +118,36 @@ def test_refuses_existing_output(bench_dir: Path, bench_config: SynthConfig) -> 
         write_benchmark(bench_dir, bench_config)
 
 
+def test_an_interrupted_write_is_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openblip.data.synthetic as synthetic
+
+    clean = tmp_path / "clean"
+    write_benchmark(clean, TINY)
+    broken = tmp_path / "broken"
+    real = synthetic._write_split
+
+    def killed_during_web(out: Path, config: SynthConfig, split: Split) -> object:
+        if split is Split.WEB:
+            (out / "web").mkdir()
+            (out / "web" / ".00000.tar.tmp").write_bytes(b"half a shard")
+            raise KeyboardInterrupt
+        return real(out, config, split)
+
+    monkeypatch.setattr(synthetic, "_write_split", killed_during_web)
+    with pytest.raises(KeyboardInterrupt):
+        write_benchmark(broken, TINY)
+    monkeypatch.undo()
+    assert (broken / "train").is_dir() and not (broken / "manifest.json").exists()
+    write_benchmark(broken, TINY)  # the rerun writes it all again
+    assert _tars(broken) == _tars(clean)
+    assert sorted(p.name for p in broken.rglob("*")) == sorted(p.name for p in clean.rglob("*"))
+    # a split directory the writer did not start is someone else's: still refused
+    other = tmp_path / "other"
+    (other / "train").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="train"):
+        write_benchmark(other, TINY)
+
+
 def test_sizes() -> None:
     assert SynthSize.from_total(50) == SynthSize(train=23, web=22, test=5)
     assert SynthSize.from_total(2) == SynthSize(train=1, web=1, test=0)

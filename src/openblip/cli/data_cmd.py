@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
         help="write the synthetic-scenes benchmark",
         description="Write OUT/train, OUT/web (noisy alt-texts), OUT/test as webdataset shards, and OUT/manifest.json.",
     )
-    synth.add_argument("--out", required=True, help="output directory (must not hold a benchmark already)")
+    synth.add_argument(
+        "--out", required=True, help="output directory (not one holding a benchmark; an interrupted write is redone)"
+    )
     sizes = synth.add_mutually_exclusive_group()
     # default None, not "ci": argparse ignores a mutually exclusive option given its default value
     sizes.add_argument("--size", choices=sorted(NAMED_SIZES), help="named size (default: ci)")

@@ -24,6 +24,7 @@ import enum
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from openblip.data.web_noise import WebNoise, plan_web_noise, web_text
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+INCOMPLETE = ".incomplete"  # present in OUT while a write is under way
 _PLAN_KEY = 1000  # spawn_key of the web split's noise plan, apart from every (split, index)
 _OTHER_IMAGE_TRIES = 20
 
@@ -202,12 +204,20 @@ def _write_split(out: Path, config: SynthConfig, split: Split) -> tuple[int, Cou
 
 def write_benchmark(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]:
     """Write all three splits and `manifest.json` (last, atomically: its presence means complete).
-    Refuses a directory that already holds a manifest or any split. Returns the manifest."""
+    Refuses a directory that already holds a manifest or any split, except the splits of a write
+    that was interrupted (marked by OUT/.incomplete until the manifest is in place): those are
+    written again. Returns the manifest."""
     out = Path(out_dir)
+    marker = out / INCOMPLETE
+    if marker.is_file() and not (out / "manifest.json").exists():
+        log.warning("%s holds an interrupted write: writing it again", out)
+        for split in Split:
+            shutil.rmtree(out / split.dirname, ignore_errors=True)
     for name in ["manifest.json", *(s.dirname for s in Split)]:
         if (out / name).exists():
             raise FileExistsError(f"{out / name} already exists; choose an empty output directory")
     out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("openblip data synth: this write did not finish; running it again redoes it\n")
     start = time.time()
     splits: dict[str, Any] = {}
     for split in Split:
@@ -231,4 +241,5 @@ def write_benchmark(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]:
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out / "manifest.json")
+    marker.unlink()
     return manifest
