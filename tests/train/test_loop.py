@@ -99,3 +99,13 @@ def test_fresh_run_starts_a_new_metrics_file(tiny_scenes: Path, tmp_path: Path) 
     (out / METRICS_FILE).write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 8.0}\n')
     train(_cfg(tiny_scenes, out, "schedule.max_steps=1"))
     assert _steps(out) == [1]
+
+
+def test_resume_passes_over_a_damaged_latest_checkpoint(tiny_scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_cfg(tiny_scenes, out, "run.keep_last=0"))
+    last = C.checkpoint_dir(out) / "step-00000004.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    done = train(_cfg(tiny_scenes, out, "run.keep_last=0"), resume=True)
+    assert done.steps == 4 and _steps(out) == [1, 2, 3, 4]
+    assert C.load_checkpoint(last)["position"]["step"] == 4  # written again, whole

@@ -59,3 +59,20 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     torch.save({"model": {}}, partial)
     with pytest.raises(ValueError, match="missing 'objective'"):
         C.load_checkpoint(partial)
+
+
+def test_load_latest_passes_over_unreadable_checkpoints(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert C.load_latest(tmp_path) is None
+    for step in (2, 4, 6):
+        C.save_checkpoint(tmp_path, step, _state(step), keep=0)
+    six = C.checkpoint_dir(tmp_path) / "step-00000006.pt"
+    six.write_bytes(six.read_bytes()[:1000])  # truncated behind our back (disk, copy)
+    with caplog.at_level("WARNING"):
+        found = C.load_latest(tmp_path)
+    assert found is not None and found[0].name == "step-00000004.pt"
+    assert found[1]["model"]["w"].tolist() == [4.0, 4.0]
+    assert "step-00000006.pt" in caplog.text
+    for p in C.list_checkpoints(tmp_path):
+        p.write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"no readable checkpoint.*step-00000002\.pt"):
+        C.load_latest(tmp_path)

@@ -4,7 +4,8 @@ A checkpoint holds the model, the objective's extra state (momentum encoders, qu
 negative-sampling generator), optimizer, scheduler position, GradScaler, the RNG states (python,
 numpy, torch, cuda) and the data position (epoch, step, samples consumed in the epoch). Files are
 written to a temporary name and renamed, so a killed process never leaves a truncated checkpoint;
-the last `keep` are kept. Loaded with weights_only=True (plain containers and tensors only).
+the last `keep` are kept. Resuming takes the newest readable one (`load_latest`): a checkpoint damaged
+after it was written is logged and passed over. Loaded with weights_only=True (plain containers and tensors only).
 """
 
 from __future__ import annotations
@@ -121,6 +122,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in state:
             raise ValueError(f"{p} is not a training checkpoint: missing {key!r}")
     return state
+
+
+def load_latest(run_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]] | None:
+    """(path, state) of the newest readable checkpoint, None when there is none. An unreadable
+    one (damaged after it was written) is logged and passed over for the one before it."""
+    found = list_checkpoints(run_dir)
+    errors: list[str] = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except ValueError as e:
+            log.warning("passing over an unreadable checkpoint: %s", e)
+            errors.append(str(e))
+    if errors:
+        raise ValueError(f"no readable checkpoint in {checkpoint_dir(run_dir)}: {'; '.join(errors)}")
+    return None
 
 
 def _fsync_dir(d: Path) -> None:

@@ -213,13 +213,13 @@ def _check_same_config(path: Path, saved: dict[str, Any], cfg: TrainConfig) -> N
 
 def _restore(
     path: Path,
+    state: dict[str, Any],
     objective: Objective,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     env: DistEnv,
     cfg: TrainConfig,
 ) -> C.DataPosition:
-    state = C.load_checkpoint(path, map_location=env.device)
     _check_same_config(path, state["config"], cfg)
     full = {f"model.{k}": v for k, v in state["model"].items()} | state["objective"]
     objective.load_state_dict(full, strict=True)
@@ -280,8 +280,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             f"{run_dir} already holds a run's checkpoints (latest {latest}): resume it (--resume), "
             "or choose another run.out_dir"
         )
-    if latest is not None:
-        position = _restore(latest, objective, optimizer, scaler, env, cfg)
+    found = C.load_latest(run_dir, map_location=env.device) if resume else None
+    if found is not None:
+        position = _restore(*found, objective, optimizer, scaler, env, cfg)
+    elif resume:
+        log.info("no checkpoint in %s yet: starting at step 0", run_dir)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         _trim_metrics(run_dir / METRICS_FILE, position.step)
