@@ -15,11 +15,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
 
 from openblip.data.formats import iter_samples
+from openblip.data.sample import Sample
 from openblip.data.scene import SceneGraph
 from openblip.evaluate.caption_metrics import caption_scores
 from openblip.evaluate.retrieval import recall_at_k
@@ -55,25 +57,46 @@ def load_eval_items(path: str | Path, limit: int = 0) -> list[EvalItem]:
     sample text; the scene graph and questions when the metadata has them (synthetic scenes)."""
     items: list[EvalItem] = []
     for sample in iter_samples(path):
-        refs = sample.meta.get("references")
-        references = [str(r) for r in refs] if isinstance(refs, list) and refs else []
-        if not references and sample.text:
-            references = [sample.text]
-        scene_json = sample.meta.get("scene")
-        scene = SceneGraph.from_json(scene_json) if isinstance(scene_json, dict) else None
-        questions: list[tuple[str, list[str]]] = []
-        for qa in sample.meta.get("qa", []) or []:
-            questions.append((str(qa["question"]), [str(qa["answer"])]))
-        if "question" in sample.meta:
-            answers = sample.meta.get("answers") or [sample.meta.get("answer", "")]
-            questions.append((str(sample.meta["question"]), [str(a) for a in answers]))
-        image = load_image(sample.image_bytes, name=sample.key)
-        items.append(EvalItem(sample.key, image, references, scene, questions))
+        items.append(_eval_item(sample))
         if limit and len(items) >= limit:
             break
     if not items:
         raise ValueError(f"no evaluation samples in {path}")
     return items
+
+
+def _eval_item(sample: Sample) -> EvalItem:
+    """An item from a sample; malformed metadata is a ValueError naming the sample."""
+    refs = sample.meta.get("references")
+    references = [str(r) for r in refs] if isinstance(refs, list) and refs else []
+    if not references and sample.text:
+        references = [sample.text]
+    try:
+        scene_json = sample.meta.get("scene")
+        scene = SceneGraph.from_json(scene_json) if isinstance(scene_json, dict) else None
+        questions = _questions(sample.meta)
+    except ValueError as e:
+        raise ValueError(f"evaluation item {sample.key!r}: {e}") from e
+    image = load_image(sample.image_bytes, name=sample.key)
+    return EvalItem(sample.key, image, references, scene, questions)
+
+
+def _questions(meta: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(question, answers) pairs of meta['qa'] ([{question, answer}, ...]) and meta['question']."""
+    questions: list[tuple[str, list[str]]] = []
+    qa_list = meta.get("qa") or []
+    if not isinstance(qa_list, list):
+        raise ValueError(f"'qa' must be a list of {{question, answer}} objects, got {type(qa_list).__name__}")
+    for qa in qa_list:
+        if not isinstance(qa, dict) or "question" not in qa or "answer" not in qa:
+            raise ValueError(f"each 'qa' entry needs a question and an answer, got {qa!r}")
+        questions.append((str(qa["question"]), [str(qa["answer"])]))
+    if "question" in meta:
+        answers = meta.get("answers") or [meta.get("answer", "")]
+        if not isinstance(answers, list):
+            raise ValueError(f"'answers' must be a list, got {type(answers).__name__}")
+        questions.append((str(meta["question"]), [str(a) for a in answers]))
+    return questions
 
 
 def _pixels(items: Sequence[EvalItem], size: int) -> torch.Tensor:
