@@ -23,10 +23,49 @@ def fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def _kernels() -> cpu_kernel.Kernels:
+    """Every kernel, the compute-bound ones included where load() leaves them to torch (an
+    AVX-512 CPU): they are tested wherever they can run."""
     kernels = cpu_kernel.load()
     if kernels is None:
         pytest.skip("the kernels are not available here (no AVX2 or no C compiler)")
+    if kernels.many_rows is None or kernels.attention is None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("OPENBLIP_CPU_KERNEL", "all")
+            kernels = cpu_kernel._bind(cpu_kernel.build())
     return kernels
+
+
+@pytest.fixture()
+def reload():
+    """load() resolved anew (from the kernel already built), and again after the test."""
+    cpu_kernel.load.cache_clear()
+    yield
+    cpu_kernel.load.cache_clear()
+
+
+def test_compute_bound_kernels_only_where_measured(reload: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blocked product and the attention kernel are AVX2 code: on an AVX-512 CPU torch's
+    GEMM and SDPA run those products (unless OPENBLIP_CPU_KERNEL=all), the memory-bound
+    kernels still ours; results the same."""
+    _kernels()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    cpu_kernel.load.cache_clear()
+    kernels = cpu_kernel.load()
+    assert kernels is not None and kernels.many_rows is None and kernels.attention is None
+    big = torch.randn(40, 32)
+    assert cpu_kernel.pick(kernels, big, torch.randn(24, 32), None) is None
+    assert cpu_kernel.pick(kernels, big[:4], torch.randn(24, 32), None) is kernels.few_rows
+    lin = layers.Linear(32, 24)
+    qkv = torch.randn(2, 10, 3 * 32)
+    q, k, v = qkv.view(2, 10, 3, 2, 16).permute(2, 0, 3, 1, 4)
+    want = layers.merge_heads(torch.softmax(q @ k.transpose(-1, -2) / 4, -1) @ v)
+    with torch.inference_mode():
+        torch.testing.assert_close(lin(big), torch.nn.functional.linear(big, lin.weight, lin.bias))
+        torch.testing.assert_close(layers.fused_self_attention(qkv, 2), want, atol=1e-5, rtol=1e-5)
+    monkeypatch.setenv("OPENBLIP_CPU_KERNEL", "all")
+    cpu_kernel.load.cache_clear()
+    kernels = cpu_kernel.load()
+    assert kernels is not None and kernels.many_rows is not None and kernels.attention is not None
 
 
 @pytest.mark.parametrize("m", [1, 2, 4, 6, 7, 12, 16])

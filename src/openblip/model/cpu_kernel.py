@@ -15,6 +15,10 @@ that is there. Same results as the torch ops they replace, up to float summation
   softmax and weighted values kept in cache, read from the fused qkv projection (~1.4x SDPA).
 Figures: benchmarks/RESULTS.md.
 
+The compute-bound two (many_rows, attention) are AVX2 code measured against torch on AVX2
+CPUs; on a CPU with AVX-512, where torch's MKL / oneDNN run 512-bit code, torch keeps those
+(`OPENBLIP_CPU_KERNEL=all` takes ours there too); the memory-bound ones are used on both.
+
 All are compiled into one shared object, cached in the openblip cache (convert/fetch.py:
 $OPENBLIP_CACHE, else $XDG_CACHE_HOME/openblip, else ~/.cache/openblip) under kernels/, keyed by
 a hash of the sources and flags, written atomically. Anything missing (not x86-64 Linux, no
@@ -56,13 +60,13 @@ class Kernels:
     """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), on contiguous fp32 CPU tensors."""
 
     few_rows: Product  # M <= MAX_ROWS, K % 8 == 0
-    many_rows: Product  # any M, N, K >= 1
+    many_rows: Product | None  # any M, N, K >= 1; None on AVX-512 CPUs (compute_bound_kernels)
     # Per context c, for cross-attention with folded projections (small_linear.c, folded_attention.c);
     # contiguous fp32, D % 16 == 0:
     scores: Batched  # q (C, R, D), tokens (C, N, D) -> q[c] tokens[c]^T (C, R, N)
     mix: Batched  # p (C, R, N), tokens (C, N, D) -> p[c] tokens[c] (C, R, D)
     # Unmasked self-attention from a fused projection (kernels/attention.c), head size % 16 == 0:
-    attention: Callable[[torch.Tensor, int], torch.Tensor]  # qkv (B, N, 3 D), heads -> (B, N, D)
+    attention: Callable[[torch.Tensor, int], torch.Tensor] | None  # qkv (B, N, 3 D), heads -> (B, N, D)
 
 
 def cache_dir() -> Path:
@@ -83,6 +87,15 @@ def _unavailable_reason() -> str | None:
     if missing:
         return f"kernel source {', '.join(missing)} missing"
     return None
+
+
+def compute_bound_kernels() -> bool:
+    """Whether our compute-bound kernels (blocked product, attention) beat torch's here: on AVX2
+    CPUs (measured); not on AVX-512 ones, whose wider FMAs torch's MKL / oneDNN use and our AVX2
+    code does not (unmeasured there; OPENBLIP_CPU_KERNEL=all takes ours anyway)."""
+    if os.environ.get("OPENBLIP_CPU_KERNEL") == "all":
+        return True
+    return torch.backends.cpu.get_cpu_capability() == "AVX2"
 
 
 def build(compiler: str | None = None) -> Path:
@@ -165,6 +178,9 @@ def _bind(path: Path) -> Kernels:
             raise MemoryError(f"cannot allocate attention buffers for {n} tokens")
         return out
 
+    if not compute_bound_kernels():
+        log.info("CPU kernels: AVX-512 CPU, torch's GEMM and attention kept for the compute-bound products")
+        return Kernels(few_rows=few_rows, many_rows=None, scores=scores, mix=mix, attention=None)
     return Kernels(few_rows=few_rows, many_rows=many_rows, scores=scores, mix=mix, attention=attention)
 
 

@@ -152,7 +152,7 @@ def fused_self_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     b, n, d3 = qkv.shape
     hd = d3 // 3 // heads
     kernels = cpu_kernel.load() if _fp32_cpu_inference(qkv) and hd % 16 == 0 else None
-    if kernels is None:
+    if kernels is None or kernels.attention is None:
         q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
         return merge_heads(sdpa(q, k, v, None, 0.0))
     return kernels.attention(qkv.contiguous(), heads)
