@@ -15,6 +15,10 @@
 
 static inline void tile(long kc, const float *a, long rs, long ks, const float *b, float *y, long ldy, long mr,
                         long nr, int first, const float *bias) {
+    for (long r = 0; r < mr; r++) { /* the output tile's lines arrive while the loop runs */
+        __builtin_prefetch(y + r * ldy, 1, 3);
+        __builtin_prefetch(y + r * ldy + nr - 1, 1, 3);
+    }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (long k = 0; k < kc; k++, a += ks, b += NR) {
