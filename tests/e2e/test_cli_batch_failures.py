@@ -49,10 +49,10 @@ def test_the_model_failing_on_one_item_fails_that_item_only(models, with_black, 
     expected = _records(capsys)
     real = openblip.tasks.caption.caption_images
 
-    def caption_images(model, tokenizer, pixels, *rest):
+    def caption_images(model, tokenizer, pixels, *rest, **options):
         if _has_black(pixels):
             raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore detail")
-        return real(model, tokenizer, pixels, *rest)
+        return real(model, tokenizer, pixels, *rest, **options)
 
     monkeypatch.setattr(openblip.tasks.caption, "caption_images", caption_images)
     assert main(_caption(models, with_black, 3)) == 1
@@ -72,11 +72,11 @@ def test_out_of_memory_on_a_batch_is_retried_item_by_item(models, with_black, ca
     real = openblip.tasks.caption.caption_images
     sizes: list[int] = []
 
-    def caption_images(model, tokenizer, pixels, *rest):
+    def caption_images(model, tokenizer, pixels, *rest, **options):
         sizes.append(pixels.shape[0])
         if pixels.shape[0] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
-        return real(model, tokenizer, pixels, *rest)
+        return real(model, tokenizer, pixels, *rest, **options)
 
     monkeypatch.setattr(openblip.tasks.caption, "caption_images", caption_images)
     assert main(_caption(models, with_black, 4)) == 0
