@@ -117,6 +117,10 @@ def test_bare_state_dict_and_bad_contents(tmp_path: Path, original_state) -> Non
     torch.save({"model": {"a": 1}}, tmp_path / "junk.pth")
     with pytest.raises(CheckpointError, match=r"junk\.pth: not a BLIP checkpoint"):
         read_checkpoint(tmp_path / "junk.pth")
+    # a checkpoint of our own training runs: pointed at what to load instead of a list of missing keys
+    torch.save({"model": state, "optimizer": {}, "position": {}, "config": {}}, tmp_path / "step-00000010.pt")
+    with pytest.raises(CheckpointError, match=r"step-00000010\.pt: an openblip training checkpoint.*RUN_DIR/model"):
+        read_checkpoint(tmp_path / "step-00000010.pt")
     (tmp_path / "text.pth").write_text("not a zip")
     with pytest.raises(CheckpointError, match=r"text\.pth: refused or unreadable"):
         read_checkpoint(tmp_path / "text.pth")

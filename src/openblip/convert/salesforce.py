@@ -54,6 +54,11 @@ KEYMAP = KeyMap(
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a `.pth`: `torch.load(weights_only=True)`, unwrapping `{'model': ...}`."""
     obj = safe_torch_load(path)
+    if isinstance(obj, dict) and {"model", "optimizer", "position", "config"} <= obj.keys():
+        raise CheckpointError(
+            f"{path}: an openblip training checkpoint (model, optimizer, data position), not released weights; "
+            "load the model the run exported (RUN_DIR/model), or resume the run with `openblip train --resume`"
+        )
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
     if (
