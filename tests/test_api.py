@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import openblip
-from openblip.api import BlipPipeline, caption_config
+from openblip.api import BlipPipeline
 from openblip.checkpoint_io import save_pretrained
 from openblip.device import resolve_device, resolve_dtype
 from openblip.image import ImageError
@@ -98,16 +98,6 @@ def test_batches_keep_order_across_batch_sizes(blip, images) -> None:
     ):
         with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
             call()
-
-
-def test_caption_config_defaults() -> None:
-    beam = caption_config()
-    assert (beam.num_beams, beam.max_length, beam.min_length, beam.repetition_penalty) == (3, 20, 5, 1.0)
-    nucleus = caption_config(sample=True)
-    assert (nucleus.do_sample, nucleus.top_p, nucleus.top_k, nucleus.repetition_penalty) == (True, 0.9, 50, 1.1)
-    assert caption_config(num_captions=5).num_beams == 5
-    with pytest.raises(ValueError, match="num_beams must be >= 1, got 0"):
-        caption_config(num_beams=0)  # not silently greedy
 
 
 def test_bad_image_raises_naming_it(blip, tmp_path) -> None:

@@ -29,7 +29,7 @@ from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preproce
 from openblip.model.blip import Blip
 from openblip.model.generate import GenerationConfig
 from openblip.results import AnswerResult, CaptionResult, ClassifyResult, MatchResult
-from openblip.tasks.caption import DEFAULT_PROMPT, caption_images
+from openblip.tasks.caption import DEFAULT_PROMPT, caption_config, caption_images
 from openblip.tasks.classify import DEFAULT_TEMPLATE, classify_images, prepare_labels
 from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, ModelIdentity, model_fingerprint
 from openblip.tasks.inputs import check_text, embed_images, embed_texts
@@ -79,50 +79,6 @@ def image_name(source: ImageInput, index: int) -> str:
     if isinstance(source, Image.Image):
         return f"<image #{index}>"
     return f"<bytes #{index}>"
-
-
-def caption_config(
-    *,
-    sample: bool = False,
-    num_beams: int = 3,
-    max_length: int = 20,
-    min_length: int = 5,
-    top_p: float = 0.9,
-    top_k: int = 50,
-    temperature: float = 1.0,
-    repetition_penalty: float | None = None,
-    length_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    num_captions: int = 1,
-    seed: int | None = None,
-) -> GenerationConfig:
-    """Generation settings for captioning. Defaults are the original's: beam 3, max 20, min 5
-    (lengths count [DEC] and the prompt); sampling is its nucleus setting (top_p 0.9, top_k 50,
-    repetition_penalty 1.1). More captions than beams raise the beam count to the captions."""
-    if num_beams < 1:
-        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-    if sample:
-        return GenerationConfig(
-            max_length=max_length,
-            min_length=min_length,
-            do_sample=True,
-            top_p=top_p,
-            top_k=top_k,
-            temperature=temperature,
-            repetition_penalty=1.1 if repetition_penalty is None else repetition_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-            num_return_sequences=num_captions,
-            seed=seed,
-        )
-    return GenerationConfig(
-        max_length=max_length,
-        min_length=min_length,
-        num_beams=max(num_beams, num_captions),
-        repetition_penalty=1.0 if repetition_penalty is None else repetition_penalty,
-        length_penalty=length_penalty,
-        no_repeat_ngram_size=no_repeat_ngram_size,
-        num_return_sequences=num_captions,
-    )
 
 
 class BlipPipeline:

@@ -9,6 +9,7 @@ from openblip.model.generate import GenerationConfig
 from openblip.tasks.caption import (
     BEAM_DEFAULTS,
     DEFAULT_PROMPT,
+    caption_config,
     caption_images,
     decode_caption,
     prompt_ids,
@@ -108,3 +109,13 @@ def test_errors(full_model, vqa_model, caption_model, tokenizer, pixels) -> None
     with pytest.raises(ValueError, match="positions"):
         caption_images(caption_model, tokenizer, pixels, GenerationConfig(max_length=65))
     assert caption_images(full_model, tokenizer, pixels[:0], SHORT) == []
+
+
+def test_caption_config_defaults() -> None:
+    beam = caption_config()
+    assert (beam.num_beams, beam.max_length, beam.min_length, beam.repetition_penalty) == (3, 20, 5, 1.0)
+    nucleus = caption_config(sample=True)
+    assert (nucleus.do_sample, nucleus.top_p, nucleus.top_k, nucleus.repetition_penalty) == (True, 0.9, 50, 1.1)
+    assert caption_config(num_captions=5).num_beams == 5
+    with pytest.raises(ValueError, match="num_beams must be >= 1, got 0"):
+        caption_config(num_beams=0)  # not silently greedy

@@ -65,8 +65,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from openblip.api import caption_config
-    from openblip.tasks.caption import caption_images
+    from openblip.tasks.caption import caption_config, caption_images
     from openblip.tasks.inputs import require_caption_decoder
 
     check_run_arguments(args)
