@@ -87,15 +87,16 @@ def open_for_model(args: argparse.Namespace, kind_name: str | None) -> tuple[Bli
 
 
 def check_index(index: EmbeddingIndex, directory: str, *, embeddings: bool) -> None:
-    """Read the index's rows and check its embedding files now (read them too when
-    `embeddings`), so that a part file that is missing or cut short is a usage error naming the
+    """Read the index's rows, and its embeddings when `embeddings` (else only their file
+    headers), now, so that a part file that is missing or cut short is a usage error naming the
     directory, not a traceback in the middle of the run, nor an index extended past a part that
     search will then refuse. Rows and embeddings are cached by the index: the run reads them once."""
     try:
         index.entries  # noqa: B018 (a property that reads the part files)
-        index.check_embeddings()
         if embeddings:
-            index.embeddings()
+            index.embeddings()  # checks each part's shape as it loads it
+        else:
+            index.check_embeddings()
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise UsageError(f"--index {directory}: damaged index ({e})") from e
 
