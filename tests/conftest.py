@@ -7,7 +7,12 @@ torch and the model are imported inside the fixtures, so that test runs which ne
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -51,3 +56,70 @@ def tiny_blip() -> Callable[[str, int], Blip]:
     """`tiny_blip(layout, seed)`: a new tiny model of that layout (preset "tiny"), in eval mode,
     its matrices drawn from N(0, 0.2²) with `seed`; the same arguments give the same weights."""
     return _tiny_blip
+
+
+@dataclass
+class Rendered:
+    """What headless Chromium made of a page: the DOM after scripts ran, and a PNG screenshot."""
+
+    dom: str
+    screenshot: Path
+
+
+class Browser:
+    """Debian's `chromium`, headless. `render(url_or_path, out_png)` loads a page (a file path or an
+    http URL), lets its scripts run for `budget_ms` of virtual time, and returns the DOM and a
+    screenshot. Driving a live page (clicks, uploads) is done with the DevTools protocol by the test
+    that needs it; `binary` is the executable for that."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            self.binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--no-first-run",
+            *extra,
+        ]
+
+    def render(
+        self, page: str | Path, out_png: Path, *, width: int = 1280, height: int = 2000, budget_ms: int = 5000
+    ) -> Rendered:
+        url = page if isinstance(page, str) and "://" in page else Path(page).resolve().as_uri()
+        common = [f"--window-size={width},{height}", f"--virtual-time-budget={budget_ms}"]
+        shot = subprocess.run(
+            self.args(*common, f"--screenshot={out_png}", url), capture_output=True, text=True, timeout=300
+        )
+        assert out_png.is_file(), f"chromium wrote no screenshot: {shot.stderr[-2000:]}"
+        dom = subprocess.run(self.args(*common, "--dump-dom", url), capture_output=True, text=True, timeout=300)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        return Rendered(dom=dom.stdout, screenshot=out_png)
+
+
+def _find_or_install_chromium() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or not shutil.which("apt-get"):
+        return found
+    # The test setup installs the browser when absent (root on the project's machines).
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=900)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=1800)
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    """Headless Chromium, installed with apt-get when absent. Tests of HTML reports and the web page
+    use it; where it cannot be had (no apt-get, not root) they fail, except with
+    OPENBLIP_SKIP_BROWSER=1, which skips them (for a laptop without Debian)."""
+    binary = _find_or_install_chromium()
+    if binary is None:
+        if os.environ.get("OPENBLIP_SKIP_BROWSER") == "1":
+            pytest.skip("no chromium and OPENBLIP_SKIP_BROWSER=1")
+        pytest.fail("Debian's chromium is needed for the HTML tests and could not be installed")
+    return Browser(binary)
