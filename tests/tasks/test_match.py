@@ -5,7 +5,7 @@ import torch
 
 from openblip.tasks.inputs import embed_images, embed_texts
 from openblip.tasks.match import match_images_texts
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 
 TEXTS = ["A dog running on the beach!", "two cats", "a red car parked near a very tall building at night"]
 

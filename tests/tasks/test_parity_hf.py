@@ -108,7 +108,7 @@ def test_vqa_generate_ids_match_transformers(vqa_pair, pixels) -> None:
     questions = ["what is it?", "how many dogs are on the beach", "color?", "is the man riding a horse", "where"]
     cfg = GenerationConfig(max_length=10, min_length=1, num_beams=3)
     got = answer_questions(ours.model, tok, pixels, questions, cfg)
-    from openblip.text import pre_question
+    from openblip.text_cleaning import pre_question
 
     decoded = []
     for i, q in enumerate(questions):

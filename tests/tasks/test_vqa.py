@@ -13,7 +13,7 @@ from openblip.tasks.vqa import (
     encode_questions,
     rank_answers,
 )
-from openblip.text import pre_question
+from openblip.text_cleaning import pre_question
 
 QUESTIONS = ["What is on the table?", "how many?", "Is it red"]
 CANDIDATES = ["two dogs", "two cats", "yes", "no", "a red car on the street", "blue"]

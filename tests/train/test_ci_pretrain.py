@@ -16,8 +16,8 @@ import pytest
 
 from openblip.checkpoint_io import load_model
 from openblip.data.synthetic import NAMED_SIZES, SynthConfig, write_benchmark
+from openblip.evaluate.harness import caption_eval, load_eval_items, retrieval_eval
 from openblip.model.generate import GenerationConfig
-from openblip.train.evaluate import caption_eval, load_eval_items, retrieval_eval
 
 REPO = Path(__file__).resolve().parents[2]
 log = logging.getLogger(__name__)

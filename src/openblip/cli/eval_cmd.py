@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     # heavy imports here, so that building the parser (`openblip --help`) does not load torch
     from openblip.checkpoint_io import CheckpointError, load_model
     from openblip.device import resolve_device
+    from openblip.evaluate.harness import caption_eval, load_eval_items, retrieval_eval, vqa_eval
     from openblip.model.generate import GenerationConfig
-    from openblip.train.evaluate import caption_eval, load_eval_items, retrieval_eval, vqa_eval
 
     if args.limit < 0 or args.batch_size < 1 or args.k_test < 1 or args.beams < 1:
         raise UsageError("--limit must be >= 0; --batch-size, --k-test and --beams >= 1")

@@ -28,7 +28,7 @@ from openblip.tasks.inputs import (
     tokenize,
 )
 from openblip.tasks.match import itm_match_logits
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 from openblip.tokenizer import Tokenizer
 
 DEFAULT_TEMPLATE = "a picture of a {}."

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from openblip.model.blip import Blip
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 from openblip.tokenizer import Encoding, Tokenizer
 
 RETRIEVAL_MAX_TOKENS = 35  # original retrieval / ITM texts: max_length=35

@@ -27,7 +27,7 @@ from openblip.model.blip import Blip
 from openblip.model.generate import GenerationConfig, generate
 from openblip.model.text import lm_loss
 from openblip.tasks.inputs import QUESTION_MAX_TOKENS, encode_images, require_vqa, token_limit, tokenize
-from openblip.text import pre_question
+from openblip.text_cleaning import pre_question
 from openblip.tokenizer import Tokenizer
 
 # The original's VQA generation: beam 3, max_length 10, min_length 1 ([DEC] counts).

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from openblip.data.formats import iter_samples, iter_shards, list_shards
 from openblip.data.sample import Sample
 from openblip.image import load_image, preprocess, train_transform
-from openblip.text import pre_caption, pre_question
+from openblip.text_cleaning import pre_caption, pre_question
 from openblip.tokenizer import Tokenizer
 from openblip.train.batch import Batch, ImageTextBatch, VqaBatch
 from openblip.train.config import DataSection

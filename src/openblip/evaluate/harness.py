@@ -33,7 +33,7 @@ from openblip.model.generate import GenerationConfig
 from openblip.tasks.caption import caption_images
 from openblip.tasks.inputs import embed_texts, tokenize
 from openblip.tasks.vqa import answer_questions
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 from openblip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from openblip.train.evaluate import load_eval_items
+from openblip.evaluate.harness import load_eval_items
 
 
 def _split(tmp_path: Path, *rows: dict[str, object]) -> Path:

@@ -1,6 +1,6 @@
 import pytest
 
-from openblip.text import pre_caption, pre_question
+from openblip.text_cleaning import pre_caption, pre_question
 
 
 @pytest.mark.parametrize(
