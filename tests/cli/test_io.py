@@ -20,9 +20,32 @@ def test_expand_inputs(tmp_path) -> None:
         (d / name).write_bytes(b"x")
     (tmp_path / "empty.jpg").mkdir()
     f = str(tmp_path / "f.png")
-    got = expand_inputs([str(d), f, str(d / "a.jpg"), str(tmp_path / "empty.jpg")])
+    got = expand_inputs([str(d), f, str(d / "a.jpg"), str(tmp_path / "empty.jpg")], all_files=True)
     assert got == [str(d / "a.jpg"), str(d / "b.png"), os.path.join(d, "sub", "c.txt"), f, str(tmp_path / "empty.jpg")]
     assert "directory holds no files" in got[-1].error  # an item, whose record says why
+
+
+def test_directories_expand_to_image_files_and_say_once_how_many_others_were_skipped(tmp_path, capsys) -> None:
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    for name in ("b.PNG", "a.jpg", "a.txt", "a.json", "sub/c.webp", "sub/c.ogg", ".hidden.txt"):
+        (d / name).write_bytes(b"x")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    only_text = tmp_path / "only_text"
+    only_text.mkdir()
+    (only_text / "x.txt").write_text("x")
+    got = expand_inputs([str(d), str(notes), str(only_text)])
+    # a file named explicitly is kept whatever its name: it gets its own record
+    assert got == [str(d / "a.jpg"), str(d / "b.PNG"), os.path.join(d, "sub", "c.webp"), str(notes), str(only_text)]
+    assert got[-1].error == f"{only_text}: directory holds no image files (1 other files skipped) " + (
+        "(names starting with '.' are skipped)"
+    )
+    err = capsys.readouterr().err
+    assert err.count("skipped") == 1 and "skipped 4 files without an image extension" in err
+    assert "--all-files" in err
+    assert expand_inputs([str(d / "sub")], all_files=True) == [os.path.join(d, "sub", n) for n in ("c.ogg", "c.webp")]
+    assert capsys.readouterr().err == ""  # nothing skipped, nothing said
 
 
 def test_read_list(tmp_path) -> None:
@@ -199,7 +222,7 @@ def test_jsonl_output_is_flushed_per_record(tmp_path) -> None:
 def test_special_files_in_a_directory_are_items_that_are_never_opened(tmp_path) -> None:
     (tmp_path / "a.png").write_bytes(b"x")
     os.mkfifo(tmp_path / "b.fifo")
-    got = expand_inputs([str(tmp_path)])
+    got = expand_inputs([str(tmp_path)], all_files=True)
     assert got == [str(tmp_path / "a.png"), str(tmp_path / "b.fifo")]
     assert not isinstance(got[0], UnusableInput)
     assert isinstance(got[1], UnusableInput) and "not a regular file (named pipe)" in got[1].error

@@ -25,6 +25,7 @@ def test_every_bad_input_gets_its_own_record(cli, models, bad_dir, tmp_path) -> 
         "3",
         "--max-pixels",
         "20000",
+        "--all-files",
     )
     assert r.code == 1, r.stderr
     names = [rec["image"] for rec in r.records]

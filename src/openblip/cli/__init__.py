@@ -7,6 +7,7 @@ Exit codes: 0 every item succeeded, 1 some item failed (the rest still written),
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -48,9 +49,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return None
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that an unknown option after a subcommand is reported by that
+    subcommand's parser (its usage, not the top-level one) with the closest option it has."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = _subcommand(parser, getattr(args, "command", None)) or parser
+        message = f"unrecognized arguments: {' '.join(unknown)}"
+        flag = next((u.split("=", 1)[0] for u in unknown if u.startswith("-") and u != "-"), None)
+        if flag is not None:
+            options = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(flag, options, n=1, cutoff=0.7)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        sub.error(message)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not getattr(args, "run", None):

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(require_caption_decoder, pipe)
     try:  # settings the model cannot honour (prompt or lengths): checked on no image, before any record

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         labels = read_list(args.labels_file, "labels")
     labels = list(dict.fromkeys(labels))  # a repeat would be reported twice and split the probability
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "zero-shot classification"), pipe)
     try:

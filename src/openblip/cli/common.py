@@ -24,8 +24,9 @@ MAX_PIXELS_ENV = "OPENBLIP_MAX_PIXELS"
 
 # The help of every command's image arguments: the order of the records (cli/io.py expand_inputs).
 IMAGES_HELP = (
-    "image files or directories; records follow the arguments' order, a directory's files (recursive, "
-    "names starting with '.' skipped) in sorted path order, a path given twice once"
+    "image files or directories; records follow the arguments' order, a directory's image files (recursive, "
+    "by extension: .jpg .png .webp .gif .bmp .tif ...; names starting with '.' skipped; --all-files takes every "
+    "file) in sorted path order, a path given twice once"
 )
 STDIN_HELP = "; '-' reads one image from standard input"
 
@@ -65,6 +66,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
 def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
     g = parser.add_argument_group("run")
     g.add_argument("--batch-size", type=int, default=batch_size, help="images per batch (default: %(default)s)")
+    g.add_argument(
+        "--all-files",
+        action="store_true",
+        help="a directory gives every file it holds, not only those with an image extension (each non-image "
+        "then gets an error record)",
+    )
     g.add_argument(
         "--output",
         metavar="FILE",

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         texts = read_list(args.texts, "texts")
         pipe, index = open_for_model(args, "texts")
         return _index_texts(args, pipe, index, texts)
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe, index = open_for_model(args, "images")
     guard = ModelGuard()
     with RecordWriter(args.output) as out, progress_bar(len(names), "index") as bar:

@@ -1,8 +1,11 @@
 """Inputs and outputs shared by the inference commands.
 
 Inputs: arguments naming files or directories; directories are expanded recursively to their
-files, sorted (hidden files and directories, names starting with ".", are skipped). Every file
-is an item: a non-image file becomes that item's error record, not a silent skip. A named pipe,
+files with an image extension (IMAGE_EXTENSIONS), sorted (hidden files and directories, names
+starting with ".", are skipped); how many other files were skipped is said once on stderr, since
+real folders hold sidecars (.txt, .json, .ogg) beside their images. With `all_files` (the
+commands' --all-files) every file of a directory is an item. A file named on the command line is
+always an item, whatever its extension: a non-image file becomes its own error record. A named pipe,
 socket or device found in a directory is an item whose record says "not a regular file" (it is
 never opened: reading a pipe nobody writes to would hang the run), and so is one named on the
 command line (use "-" to read an image from a pipe). A subdirectory that cannot be read is an item
@@ -42,6 +45,11 @@ Record = dict[str, Any]
 OUTPUT_FORMATS = (".jsonl", ".parquet", ".csv")
 STDIN = "-"  # an input argument naming standard input
 PARTIAL_SUFFIX = ".partial.jsonl"  # FILE.parquet -> FILE.parquet.partial.jsonl while the run goes on
+# What a directory expands to (lower-cased suffixes): the formats Pillow decodes without plugins.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff"}
+    | {".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".avif"}
+)
 
 
 class UnusableInput(str):
@@ -62,17 +70,22 @@ def partial_path(path: str) -> str:
     return path + PARTIAL_SUFFIX
 
 
-def expand_inputs(args: Sequence[str]) -> list[str]:
-    """Files named or found under the directories named, in argument order (each directory
-    sorted); a path reached twice, however spelled ("d/x.png", "./d//x.png"), is kept once, as
-    first spelled. A directory without files stays an item of its own, so that it gets an error
-    record rather than vanishing."""
+def expand_inputs(args: Sequence[str], *, all_files: bool = False) -> list[str]:
+    """Files named, and the image files (every file with `all_files`) found under the
+    directories named, in argument order (each directory sorted); a path reached twice, however
+    spelled ("d/x.png", "./d//x.png"), is kept once, as first spelled. A directory without
+    usable files stays an item of its own, so that it gets an error record rather than
+    vanishing. The count of files skipped for their extension is said once on stderr."""
     out: list[str] = []
     seen: set[str] = set()
+    skipped = 0
     for arg in args:
         if os.path.isdir(arg):
-            empty = UnusableInput(arg, f"{arg}: directory holds no files (names starting with '.' are skipped)")
-            paths = _walk(arg) or [empty]
+            paths, others = _walk(arg, all_files)
+            skipped += others
+            if not paths:
+                what = "files" if all_files or not others else f"image files ({others} other files skipped)"
+                paths = [UnusableInput(arg, f"{arg}: directory holds no {what} (names starting with '.' are skipped)")]
         else:
             paths = [arg if arg == STDIN else _entry(arg)]
         for p in paths:
@@ -80,15 +93,27 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
             if key not in seen:
                 seen.add(key)
                 out.append(p)
+    if skipped:
+        print(
+            f"openblip: skipped {skipped} file{'s' if skipped > 1 else ''} without an image extension in the "
+            "directories given (--all-files takes every file)",
+            file=sys.stderr,
+        )
     return out
 
 
-def _walk(directory: str) -> list[str]:
-    """Files under `directory`, sorted. Symbolic links to directories are followed (a data set
-    assembled from links is common), each real directory once, so a link cycle ends. Entries
-    that are not regular files and subdirectories that cannot be read become UnusableInput."""
+def is_image_name(path: str) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _walk(directory: str, all_files: bool) -> tuple[list[str], int]:
+    """(files under `directory`, sorted; how many were left out for their extension). Symbolic
+    links to directories are followed (a data set assembled from links is common), each real
+    directory once, so a link cycle ends. Entries that are not regular files and
+    subdirectories that cannot be read become UnusableInput."""
     found: list[str] = []
     visited: set[str] = set()
+    skipped = 0
 
     def unreadable(e: OSError) -> None:  # os.walk skips such a directory silently without this
         name = os.fsdecode(e.filename) if e.filename is not None else directory
@@ -101,8 +126,11 @@ def _walk(directory: str) -> list[str]:
             continue
         visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # deterministic: which link is seen first
-        found += [_entry(os.path.join(root, f)) for f in files if not f.startswith(".")]
-    return sorted(found)
+        visible = [f for f in files if not f.startswith(".")]
+        wanted = visible if all_files else [f for f in visible if is_image_name(f)]
+        skipped += len(visible) - len(wanted)
+        found += [_entry(os.path.join(root, f)) for f in wanted]
+    return sorted(found), skipped
 
 
 def _entry(path: str) -> str:

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
     text_errors = [text_error(check_text, t, i) for i, t in enumerate(texts)]
     good = [t for t, err in zip(texts, text_errors) if err is None]
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "image-text matching"), pipe)
 

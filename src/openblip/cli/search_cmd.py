@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                     for rank, h in enumerate(hits, 1):
                         out.write(_result({"text": text}, rank, h, "image", h.entry.path))
                 return out.exit_code
-            for items in item_batches(pipe, expand_inputs(args.image), args.batch_size, "search"):
+            names = expand_inputs(args.image, all_files=args.all_files)
+            for items in item_batches(pipe, names, args.batch_size, "search"):
                 results = iter(guard.items(items, lambda ok: pipe.search_texts(index, images_of(ok), options)))
                 for it in items:
                     if it.error is not None:

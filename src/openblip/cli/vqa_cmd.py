@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     candidates = read_list(args.answers, "answers") if args.answers else None
     questions = [(q, text_error(clean_question, q, i)) for i, q in enumerate(args.question)]  # (as given, error)
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(require_vqa, pipe)
     if candidates is None:

@@ -1,6 +1,7 @@
 """Evaluation of a trained model on a held-out split: retrieval, captioning, VQA.
 
-Each task is its own function returning a plain dict of numbers (the CLI prints it as JSON):
+Each task is its own function returning a plain dict of numbers (the CLI prints it as JSON);
+retrieval_run and vqa_run return the same with the per-item results an HTML report shows:
   retrieval_eval  ITC similarities, the top k re-ranked by ITM (score = match logit + cosine, as
                   train_retrieval.py `evaluation`), recall@K both ways
   caption_eval    generated captions -> BLEU-1..4, ROUGE-L, CIDEr, and on synthetic scenes the
@@ -12,7 +13,7 @@ Each task is its own function returning a plain dict of numbers (the CLI prints 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 # The original's beam search (3 beams, min 5) with room for the synthetic scenes' longer captions.
 CAPTION_GENERATION = GenerationConfig(max_length=30, min_length=5, num_beams=3)
 RETRIEVAL_TEXT_TOKENS = 35  # train_retrieval.py: padding='max_length', max_length=35
+
+# progress(stage, done, total): called after each batch of a stage (the CLI draws a bar or logs lines).
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,15 @@ def _image_size(model: Blip, image_size: int) -> int:
     return image_size or model.cfg.vision.image_size
 
 
-@torch.inference_mode()
+@dataclass(frozen=True)
+class RetrievalRun:
+    metrics: dict[str, float]
+    texts: list[str]  # every reference caption, item by item
+    txt2img: list[int]  # each text's item
+    scores_i2t: torch.Tensor  # (I, T) ITM + ITC on each image's top k texts, -100 elsewhere
+    scores_t2i: torch.Tensor  # (T, I) the same for each text's top k images
+
+
 def retrieval_eval(
     model: Blip,
     tokenizer: Tokenizer,
@@ -116,8 +132,27 @@ def retrieval_eval(
     k_test: int = 16,
     image_size: int = 0,
     batch_size: int = 32,
+    progress: Progress = _no_progress,
 ) -> dict[str, float]:
     """recall@1/5/10 image->text (txt_r*) and text->image (img_r*) over every reference caption."""
+    run = retrieval_run(
+        model, tokenizer, items, k_test=k_test, image_size=image_size, batch_size=batch_size, progress=progress
+    )
+    return run.metrics
+
+
+@torch.inference_mode()
+def retrieval_run(
+    model: Blip,
+    tokenizer: Tokenizer,
+    items: Sequence[EvalItem],
+    *,
+    k_test: int = 16,
+    image_size: int = 0,
+    batch_size: int = 32,
+    progress: Progress = _no_progress,
+) -> RetrievalRun:
+    """retrieval_eval's metrics with the texts and both score matrices."""
     size = _image_size(model, image_size)
     texts: list[str] = []
     txt2img: list[int] = []
@@ -135,6 +170,7 @@ def retrieval_eval(
         tok = model.encode_image(pixels)
         tokens_list.append(tok)
         embeds.append(model.image_embed(tok).float().cpu())
+        progress("encode images", min(lo + batch_size, len(items)), len(items))
     image_tokens = torch.cat(tokens_list)  # (I, 1+N, Dv)
     image_feat = torch.cat(embeds)  # (I, E)
     text_feat = embed_texts(model, tokenizer, texts, clean=True, max_tokens=RETRIEVAL_TEXT_TOKENS)  # (T, E)
@@ -148,6 +184,7 @@ def retrieval_eval(
         top_sim, top = sims[i].topk(k_t)
         logits = model.itm_logits(ids[top.to(device)], mask[top.to(device)], image_tokens[i : i + 1])
         scores_i2t[i, top] = logits[:, 1].float().cpu() + top_sim
+        progress("rerank texts per image", i + 1, n_img)
     scores_t2i = torch.full((n_txt, n_img), -100.0)
     k_i = min(k_test, n_img)
     for t in range(n_txt):
@@ -155,11 +192,12 @@ def retrieval_eval(
         rows = torch.full((k_i,), t, device=device)
         logits = model.itm_logits(ids[rows], mask[rows], image_tokens[top.to(device)])
         scores_t2i[t, top] = logits[:, 1].float().cpu() + top_sim
+        progress("rerank images per text", t + 1, n_txt)
     result = recall_at_k(scores_i2t, txt2img, img2txts, scores_t2i)
     itc_only = recall_at_k(sims, txt2img, img2txts)
     result |= {f"itc_{k}": v for k, v in itc_only.items() if k.endswith(("r1", "r5", "r10"))}
     result |= {"images": float(n_img), "texts": float(n_txt), "chance_r1": 100.0 / n_img}
-    return result
+    return RetrievalRun(result, texts, txt2img, scores_i2t, scores_t2i)
 
 
 @torch.inference_mode()
@@ -172,6 +210,7 @@ def caption_eval(
     prompt: str = "a picture of ",
     image_size: int = 0,
     batch_size: int = 32,
+    progress: Progress = _no_progress,
 ) -> tuple[dict[str, float], list[str]]:
     """(scores, captions): BLEU/ROUGE-L/CIDEr against the references; with scene graphs also the
     attribute F1, and `shuffled_f1`: the F1 of each caption against the next image's scene."""
@@ -180,6 +219,7 @@ def caption_eval(
     for lo in range(0, len(items), batch_size):
         pixels = _pixels(items[lo : lo + batch_size], size)
         captions.extend(c[0].text for c in caption_images(model, tokenizer, pixels, generation, prompt))
+        progress("caption", len(captions), len(items))
     refs = {it.key: it.references for it in items if it.references}
     scores = caption_scores({it.key: c for it, c in zip(items, captions) if it.references}, refs) if refs else {}
     scenes = [it.scene for it in items]
@@ -196,7 +236,15 @@ def caption_eval(
     return scores, captions
 
 
-@torch.inference_mode()
+@dataclass(frozen=True)
+class VqaAnswer:
+    item: int  # index into the items
+    question: str
+    given: list[str]
+    predicted: str
+    accuracy: float  # this question's VQA accuracy, 0-100
+
+
 def vqa_eval(
     model: Blip,
     tokenizer: Tokenizer,
@@ -204,20 +252,40 @@ def vqa_eval(
     *,
     image_size: int = 0,
     batch_size: int = 32,
+    progress: Progress = _no_progress,
 ) -> dict[str, float]:
     """Generated answers: official VQA accuracy (mean over questions, 0-100; it needs several human
     answers per question) and exact match of the normalised answer against any given answer."""
+    return vqa_run(model, tokenizer, items, image_size=image_size, batch_size=batch_size, progress=progress)[0]
+
+
+@torch.inference_mode()
+def vqa_run(
+    model: Blip,
+    tokenizer: Tokenizer,
+    items: Sequence[EvalItem],
+    *,
+    image_size: int = 0,
+    batch_size: int = 32,
+    progress: Progress = _no_progress,
+) -> tuple[dict[str, float], list[VqaAnswer]]:
+    """vqa_eval's metrics and every question's answer."""
     size = _image_size(model, image_size)
     pairs = [(i, q, a) for i, it in enumerate(items) for q, a in it.questions]
     if not pairs:
         raise ValueError("no questions in the evaluation data")
     accuracy = exact = 0.0
+    answered: list[VqaAnswer] = []
     for lo in range(0, len(pairs), batch_size):
         chunk = pairs[lo : lo + batch_size]
         pixels = _pixels([items[i] for i, _, _ in chunk], size)
         answers = answer_questions(model, tokenizer, pixels, [q for _, q, _ in chunk])
-        for (_, _, given), predicted in zip(chunk, answers):
-            accuracy += vqa_accuracy(predicted.text, given)
+        for (i, question, given), predicted in zip(chunk, answers):
+            score = vqa_accuracy(predicted.text, given)
+            accuracy += score
             exact += float(normalize_answer(predicted.text) in {normalize_answer(g) for g in given})
+            answered.append(VqaAnswer(i, question, given, predicted.text, 100.0 * score))
+        progress("answer", len(answered), len(pairs))
     n = len(pairs)
-    return {"vqa_accuracy": 100.0 * accuracy / n, "exact_match": 100.0 * exact / n, "questions": float(n)}
+    metrics = {"vqa_accuracy": 100.0 * accuracy / n, "exact_match": 100.0 * exact / n, "questions": float(n)}
+    return metrics, answered
