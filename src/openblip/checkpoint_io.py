@@ -4,7 +4,9 @@ export to transformers.
     load_model(source)      a transformers directory, a Salesforce .pth, an openblip
                             directory, a hub id or an http(s) URL -> LoadedModel
     save_pretrained(...)    the openblip format (convert/native.py)
-    export_hf(...)          a directory transformers' Blip*.from_pretrained loads
+    export_hf(...)          a directory transformers' Blip*.from_pretrained and
+                            BlipProcessor / AutoProcessor.from_pretrained load
+    extract(model, layout)  the captioning or retrieval model inside a pre-training one
 
 Every load is strict (convert/keymap.py); the ViT position embeddings are resized when the
 requested image size differs from the checkpoint's, the one adaptation.
@@ -25,6 +27,8 @@ from safetensors.torch import save_file
 from openblip.config import LAYOUTS, BlipConfig
 from openblip.convert import fetch, hf, native, salesforce
 from openblip.convert.keymap import CheckpointError, KeyMap, ModelKeys, match_shapes, to_ours
+from openblip.files import make_shareable
+from openblip.image import CLIP_MEAN, CLIP_STD
 from openblip.model.blip import DEC_TOKEN_ID, ENC_TOKEN_ID, Blip
 from openblip.tokenizer import Tokenizer
 
@@ -37,6 +41,7 @@ __all__ = [
     "SourceInfo",
     "build_model",
     "export_hf",
+    "extract",
     "layout_name",
     "load_model",
     "save_pretrained",
@@ -191,6 +196,7 @@ def load_model(
         cfg0 = hf.infer_config(hf.read_config(path), str(path / "config.json"), set(state))
         kmap = hf.KEYMAP
     elif path.is_file():
+        _check_torch_file(path)
         fmt, directory = SourceFormat.SALESFORCE, None
         state = salesforce.read_checkpoint(path)
         cfg0 = salesforce.infer_config(state, str(path))
@@ -208,6 +214,58 @@ def load_model(
     return LoadedModel(model, tok, cfg, SourceInfo(fmt, text, path, tuple(notes)))
 
 
+MODEL_SOURCES = (
+    "a model is an openblip directory (openblip.json + model.safetensors), a transformers directory "
+    "(config.json + model.safetensors), a Salesforce .pth file, a hub id such as "
+    "Salesforce/blip-image-captioning-base, or an http(s) URL"
+)
+
+
+def _check_torch_file(path: Path) -> None:
+    """A file given as a model must be a torch checkpoint (a zip archive, or a legacy pickle):
+    say what it is instead, before torch.load's own message ("pop from empty list")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from e
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    if not head:
+        kind = "an empty file"
+    elif head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")) or head[8:12] == b"WEBP":
+        kind = "an image"
+    elif head.lstrip()[:1] in (b"{", b"["):
+        kind = "a JSON file"
+    else:
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = "a file of another kind"
+    raise CheckpointError(f"{path}: {kind}, not a model checkpoint; {MODEL_SOURCES}")
+
+
+def extract(model: Blip, layout: str) -> Blip:
+    """The `layout` model ("caption" or "retrieval", config.LAYOUTS) inside a model holding more:
+    the decoder of a pre-training model (with the layers it shares with the encoder) is a
+    captioning model, its encoder and ITC/ITM heads a retrieval model. The weights are the same
+    tensors, copied into a model of that layout (which transformers can hold)."""
+    if layout not in ("caption", "retrieval"):
+        raise ValueError(f"only the caption and retrieval models can be extracted, not {layout!r}")
+    cfg = model.cfg
+    if layout == "caption" and (not cfg.text_decoder or cfg.decoder_over_text):
+        raise ValueError("this model has no image-grounded decoder to caption with (a retrieval or VQA model)")
+    if layout == "retrieval" and not (cfg.text_encoder and cfg.heads):
+        raise ValueError("this model has no text encoder with ITC/ITM heads (a captioning or VQA model)")
+    sub_cfg = cfg.replace(share_encoder_decoder=False, decoder_over_text=False, **LAYOUTS[layout])
+    full = model.state_dict()  # every name, shared tensors under each of theirs
+    wanted = ModelKeys.of(_skeleton(sub_cfg)).shapes
+    state = {name: full[name] for name in wanted}
+    sub, _ = build_model(sub_cfg, state, source=f"the {layout} part of the model", device=model.device)
+    return sub
+
+
 def save_pretrained(model: Blip, tokenizer: Tokenizer, directory: str | Path) -> Path:
     """Write the openblip format (convert/native.py); returns the directory."""
     out = Path(directory)
@@ -217,10 +275,12 @@ def save_pretrained(model: Blip, tokenizer: Tokenizer, directory: str | Path) ->
 
 
 def export_hf(model: Blip, tokenizer: Tokenizer, directory: str | Path) -> Path:
-    """Write a transformers directory (config.json, model.safetensors, tokenizer files) for
-    BlipForConditionalGeneration / BlipForQuestionAnswering / BlipForImageTextRetrieval.
+    """Write a transformers directory (config.json, model.safetensors, tokenizer files, and the
+    image processor and processor configs) for BlipForConditionalGeneration /
+    BlipForQuestionAnswering / BlipForImageTextRetrieval and BlipProcessor.
 
-    Pre-training layouts (no transformers class) raise ValueError. The ITC temperature is not
+    Pre-training layouts (no transformers class) raise ValueError: `extract` the captioning or
+    the retrieval model first. The ITC temperature is not
     written (transformers has none); the tied LM-head copies are left out as transformers 5
     does. VQA needs equal vision and text widths (transformers' decoder cross-attends at the
     vision width).
@@ -230,6 +290,9 @@ def export_hf(model: Blip, tokenizer: Tokenizer, directory: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state = hf.to_hf_state(native.canonical_state(model))
     save_file({k: v.to("cpu").contiguous() for k, v in state.items()}, str(out / "model.safetensors"), {"format": "pt"})
+    make_shareable(out / "model.safetensors")  # save_file creates it 0600
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    for name, content in hf.processor_files(model.cfg, CLIP_MEAN, CLIP_STD).items():
+        (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     tokenizer.save(out)
     return out

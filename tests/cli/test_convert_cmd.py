@@ -71,11 +71,30 @@ def test_non_empty_output_is_a_usage_error(pth: Path, tmp_path: Path, capsys: py
     assert "exists and is not an empty directory" in capsys.readouterr().err
 
 
-def test_failures_exit_1_naming_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["convert", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "o")]) == 1
+def test_unusable_sources_exit_2_naming_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As in every command, an input that is not a usable model is a usage error (exit 2)."""
+    assert main(["convert", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "o")]) == 2
     assert "absent.pth: no such file or directory" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     torch.save({"model": {"visual_encoder.cls_token": torch.zeros(1, 1, 64)}}, bad)
-    assert main(["convert", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert main(["convert", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "missing key visual_encoder.patch_embed.proj.weight" in capsys.readouterr().err
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a dog\na cat\n")
+    assert main(["convert", str(texts), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "texts.txt: a text file, not a model checkpoint" in err and "a Salesforce .pth file" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_write_exits_1(
+    pth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openblip.checkpoint_io
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(openblip.checkpoint_io, "save_pretrained", full_disk)
+    assert main(["convert", str(pth), "--out", str(tmp_path / "o")]) == 1
+    assert "writing" in capsys.readouterr().err

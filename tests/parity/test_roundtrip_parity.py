@@ -101,15 +101,30 @@ def test_salesforce_retrieval_to_hf(tmp_path: Path) -> None:
             assert torch.equal(a, b)
 
 
-def test_pretrain_cannot_be_exported_to_hf(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_full_model_exports_its_caption_or_retrieval_model_to_hf(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model holding decoder, encoder and heads has no transformers class: exporting it is a
+    usage error that names --task; --task caption / retrieval export the part transformers holds."""
     cap = make_hf(BlipForConditionalGeneration, hf_config(vision_eps=1e-6), 24)
     itr = make_hf(BlipForImageTextRetrieval, hf_config(vision_eps=1e-6), 25)
     cap.vision_model.load_state_dict(itr.vision_model.state_dict())
     state = {**itr.state_dict(), **{k: v for k, v in cap.state_dict().items() if k.startswith("text_decoder.")}}
     pth = write_pth(tmp_path / "pre.pth", salesforce_state(state, temp=True))
-    assert main(["convert", str(pth), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 1
+    assert main(["convert", str(pth), "--out", str(tmp_path / "hf"), "--format", "hf"]) == 2
     err = capsys.readouterr().err
-    assert "transformers has no class" in err and "openblip format" in err
+    assert "transformers has no class" in err and "--task caption|retrieval" in err and "openblip format" in err
     assert not (tmp_path / "hf").exists()
     assert main(["convert", str(pth), "--out", str(tmp_path / "ob")]) == 0  # our format holds it
     compare_caption(cap, load_model(tmp_path / "ob").model, inputs(64), "tiny full via openblip format")
+    x = inputs(64)
+    for task, cls, reference, compare in (
+        ("caption", BlipForConditionalGeneration, cap, compare_caption),
+        ("retrieval", BlipForImageTextRetrieval, itr, compare_retrieval),
+    ):
+        out = tmp_path / f"hf_{task}"
+        assert main(["convert", str(pth), "--out", str(out), "--format", "hf", "--task", task]) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["layout"] == task
+        exported = _from_pretrained(cls, out)
+        compare(exported, load_model(tmp_path / "ob").model, x, f"full -> {task} export")
+        compare(reference, load_model(out).model, x, f"{task} export read back")

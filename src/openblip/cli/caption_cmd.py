@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from e
     position = {name: i for i, name in enumerate(names)}  # each image's sampling stream (names are unique)
     guard = ModelGuard()
-    with RecordWriter(args.output) as out:
+    columns = ("image", "caption" if args.num_captions == 1 else "captions", "error")
+    with RecordWriter(args.output, columns) as out:
         for items in item_batches(pipe, names, args.batch_size, "caption"):
             caps = guard.items(
                 items,

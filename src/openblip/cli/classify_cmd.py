@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:  # a label with nothing left after cleaning ("!!!")
         raise UsageError(str(e)) from e
     guard = ModelGuard()
-    with RecordWriter(args.output) as out:
+    with RecordWriter(args.output, ("image", "label", "probability", "labels", "probabilities", "error")) as out:
         for items in item_batches(pipe, names, args.batch_size, "classify"):
             results = iter(
                 guard.items(

@@ -1,8 +1,13 @@
 """`openblip convert SRC --out DST`: rewrite BLIP weights in our format or transformers'.
 
 SRC is anything `load_model` reads (transformers directory, Salesforce .pth, openblip
-directory, hub id, URL). Prints one JSON summary line on stdout. Exit 2 for usage errors
-(bad arguments, an output directory that is not empty), 1 when the conversion fails.
+directory, hub id, URL). Prints one JSON summary line on stdout. Exit 2 for usage and input
+errors (bad arguments, an output directory that is not empty, a SRC that is not a usable
+model), as every command; 1 when writing the output fails.
+
+A pre-training model (what `openblip train` writes by default) holds a captioning model and a
+retrieval model, and transformers has a class for each but none for both: --task caption or
+--task retrieval exports that one (it also makes a smaller openblip-format model).
 """
 
 from __future__ import annotations
@@ -36,6 +41,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--format", choices=FORMATS, default="openblip", help="output format (default: %(default)s)")
     parser.add_argument("--tokenizer", metavar="PATH", help="vocab.txt, tokenizer.json or a directory holding one")
     parser.add_argument("--image-size", type=int, metavar="S", help="resize the position embeddings for S x S inputs")
+    parser.add_argument(
+        "--task",
+        choices=("caption", "retrieval"),
+        help="write only this model of SRC: its decoder (caption, BlipForConditionalGeneration) or its encoder "
+        "and ITC/ITM heads (retrieval, BlipForImageTextRetrieval); needed to export a pre-training model to hf",
+    )
     parser.set_defaults(run=run)
 
 
@@ -54,28 +65,35 @@ def _check(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     # imported here, not at the top: they load torch, which `openblip --help` does not need
-    from openblip.checkpoint_io import CheckpointError, export_hf, layout_name, load_model, save_pretrained
+    from openblip.checkpoint_io import export_hf, extract, layout_name, load_model, save_pretrained
     from openblip.convert.fetch import SourceUnavailable
+    from openblip.convert.hf import architecture
 
     out = _check(args)
     start = time.perf_counter()
-    try:
+    try:  # what is read: a bad source is a usage error, as in every command
         loaded = load_model(args.src, tokenizer=args.tokenizer, image_size=args.image_size)
+        model = extract(loaded.model, args.task) if args.task else loaded.model
         if args.format == "hf":
-            export_hf(loaded.model, loaded.tokenizer, out)
+            architecture(model.cfg)  # a layout transformers cannot hold: said before anything is written
+    except (SourceUnavailable, OSError, ValueError) as e:  # CheckpointError is a ValueError
+        raise UsageError(f"{args.src}: {e}" if str(args.src) not in str(e) else str(e)) from e
+    try:  # what is written
+        if args.format == "hf":
+            export_hf(model, loaded.tokenizer, out)
         else:
-            save_pretrained(loaded.model, loaded.tokenizer, out)
-    except (CheckpointError, SourceUnavailable, OSError, ValueError) as e:
-        print(f"openblip convert: error: {e}", file=sys.stderr)
+            save_pretrained(model, loaded.tokenizer, out)
+    except (OSError, ValueError) as e:
+        print(f"openblip convert: error: writing {out} failed: {e}", file=sys.stderr)
         return 1
-    cfg = loaded.config
+    cfg = model.cfg
     summary = {
         "source": args.src,
         "source_format": loaded.source.format.value,
         "out": str(out),
         "format": args.format,
         "layout": layout_name(cfg),
-        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "image_size": cfg.vision.image_size,
         "notes": list(loaded.source.notes),
         "seconds": round(time.perf_counter() - start, 3),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
 from openblip.evaluate.summary import metrics_help
+from openblip.files import make_shareable
 
 if TYPE_CHECKING:
     from openblip.evaluate.harness import EvalItem, VqaAnswer
@@ -107,9 +108,7 @@ def write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        make_shareable(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -114,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
     names = expand_inputs(args.images, all_files=args.all_files)
     pipe, index = open_for_model(args, "images")
     guard = ModelGuard()
-    with RecordWriter(args.output) as out, progress_bar(len(names), "index") as bar:
+    with (
+        RecordWriter(args.output, ("image", "row", "skipped", "error")) as out,
+        progress_bar(len(names), "index") as bar,
+    ):
         for batch in batches(names, args.batch_size):
             keys = [str(Path(n).expanduser().resolve()) for n in batch]
             known = {n: None if n == STDIN else index.row_of(k) for n, k in zip(batch, keys)}
@@ -149,7 +152,7 @@ def _index_texts(args: argparse.Namespace, pipe: BlipPipeline, index: EmbeddingI
     for t, r in zip(todo, ModelGuard().run(todo, lambda ts: pipe.index_texts(index, ts))):
         if isinstance(r, ModelFailure):
             errors[t] = r.message
-    with RecordWriter(args.output) as out:
+    with RecordWriter(args.output, ("text", "row", "skipped", "error")) as out:
         for t in texts:
             if errors[t] is not None:
                 out.write({"text": t, "error": errors[t]})

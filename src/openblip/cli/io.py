@@ -14,8 +14,10 @@ too (its record says so). "-" is one image read from standard input. A path reac
 directory given twice, "d" and "./d/x.png") is one item.
 
 Outputs: one JSON object per item on stdout (JSON lines), or `--output FILE` whose extension
-picks the format: .jsonl (streamed, flushed per record), .parquet or .csv (columns are the
-union of the records' fields in first-seen order; in CSV, list values are JSON-encoded). Those
+picks the format: .jsonl (streamed, flushed per record), .parquet or .csv (the command's
+columns, in its fixed order, whether or not a record has them, e.g. "image,caption,error" for
+caption; a field no column names follows, in first-seen order; in CSV, list values are
+JSON-encoded). Those
 two cannot be appended to, so every record is streamed as it is produced, flushed, to the
 sidecar `FILE.partial.jsonl` (JSON lines as above), which is converted to FILE when the run ends
 and then deleted: a run that is killed or crashes leaves the sidecar holding every record
@@ -201,9 +203,10 @@ class RecordWriter:
     .csv) to the sidecar partial_path(path), converted on close. `failed` says whether any
     record is an error record."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, columns: Sequence[str] = ()) -> None:
         check_output(path)
         self.path = path
+        self.columns = tuple(columns)  # the CSV / Parquet columns, in this order
         self.suffix = Path(path).suffix.lower() if path else ".jsonl"
         self.failed = False
         self.count = 0
@@ -238,10 +241,11 @@ class RecordWriter:
         if self._partial is None or self.path is None:
             return
         rows = [{k: _valid_text(v) for k, v in r.items()} for r in read_partial(self._partial)]
+        cols = _columns(rows, self.columns)
         if self.suffix == ".parquet":
-            _write_parquet(self.path, rows)
+            _write_parquet(self.path, rows, cols)
         else:
-            _write_csv(self.path, rows)
+            _write_csv(self.path, rows, cols)
         os.remove(self._partial)
 
     def __enter__(self) -> RecordWriter:
@@ -282,25 +286,23 @@ def _valid_text(value: Any) -> Any:
     return value
 
 
-def _columns(rows: Sequence[Record]) -> list[str]:
-    cols: dict[str, None] = {}
+def _columns(rows: Sequence[Record], declared: Sequence[str]) -> list[str]:
+    cols: dict[str, None] = dict.fromkeys(declared)
     for r in rows:
         for k in r:
             cols.setdefault(k, None)
     return list(cols)
 
 
-def _write_parquet(path: str, rows: Sequence[Record]) -> None:
+def _write_parquet(path: str, rows: Sequence[Record], cols: Sequence[str]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    cols = _columns(rows)
     table = pa.table({c: [r.get(c) for r in rows] for c in cols}) if cols else pa.table({})
     pq.write_table(table, path)
 
 
-def _write_csv(path: str, rows: Sequence[Record]) -> None:
-    cols = _columns(rows)
+def _write_csv(path: str, rows: Sequence[Record], cols: Sequence[str]) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=cols)
         writer.writeheader()

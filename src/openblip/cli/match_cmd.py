@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return [[(float(s.itm[r, c]), float(s.itc[r, c])) for c in range(len(good))] for r in range(len(batch))]
 
     guard = ModelGuard()
-    with RecordWriter(args.output) as out:
+    with RecordWriter(args.output, ("image", "text", "itm_score", "itc_score", "error")) as out:
         for items in item_batches(pipe, names, args.batch_size, "match"):
             scores = guard.items(items, score)
             row = 0

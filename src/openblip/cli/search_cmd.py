@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--nlist {args.nlist}: more lists than the {len(index)} indexed rows")
     guard = ModelGuard()
     try:
-        with RecordWriter(args.output) as out:
+        asked, hit_field = ("text", "image") if args.text else ("image", "text")
+        columns = (asked, "rank", hit_field, "score", "itc_score", "itm_score", "error")
+        with RecordWriter(args.output, columns) as out:
             if args.text:
                 clean = index.clean_texts
                 errors = [text_error(lambda t, i: check_text(t, i, clean), t, i) for i, t in enumerate(args.text)]

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return answers
 
     guard = ModelGuard()
-    with RecordWriter(args.output) as out:
+    with RecordWriter(args.output, ("image", "question", "answer", "error")) as out:
         for items in item_batches(pipe, names, args.batch_size, "vqa"):
             answers = guard.items(items, answer)
             row = 0

@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
+from openblip.files import make_shareable
+
 log = logging.getLogger(__name__)
 
 SALESFORCE_BASE = "https://storage.googleapis.com/sfr-vision-language-research/BLIP/models/"
@@ -93,6 +95,7 @@ def download_url(url: str, *, timeout: float = URL_TIMEOUT_S, cache: Path | None
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             shutil.copyfileobj(response, out, length=1 << 20)
+        make_shareable(tmp)  # mkstemp's 0600 would keep a shared cache's models from the other users
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as e:
         Path(tmp).unlink(missing_ok=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,8 @@ def architecture(cfg: BlipConfig) -> str:
             return arch
     raise ValueError(
         f"transformers has no class for the layout {layout_flags(cfg)}: only caption, VQA (vision width = "
-        "text width) and retrieval models can be exported; save it in the openblip format instead"
+        "text width) and retrieval models can be exported; export the captioning or the retrieval model it "
+        "holds (`openblip convert --task caption|retrieval`), or save it in the openblip format"
     )
 
 
@@ -252,6 +253,32 @@ def to_hf_config(cfg: BlipConfig) -> dict[str, Any]:
             "hidden_act": "gelu",
         },
     }
+
+
+# BICUBIC in PIL.Image.Resampling (transformers' image processors take PIL's codes).
+PIL_BICUBIC = 3
+
+
+def processor_files(cfg: BlipConfig, mean: Sequence[float], std: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """preprocessor_config.json (BlipImageProcessor) and processor_config.json (BlipProcessor),
+    so that AutoProcessor.from_pretrained loads the export: BLIP's eval transform, a bicubic
+    resize to the model's square size (no crop), then rescale by 1/255 and normalise, as
+    image.preprocess does (and the hub's own Salesforce/blip-* files say)."""
+    size = cfg.vision.image_size
+    image = {
+        "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": {"height": size, "width": size},
+        "resample": PIL_BICUBIC,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(mean),
+        "image_std": list(std),
+    }
+    return {"preprocessor_config.json": image, "processor_config.json": {"processor_class": "BlipProcessor"}}
 
 
 def to_hf_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

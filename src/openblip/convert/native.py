@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from openblip.config import BlipConfig
 from openblip.convert.keymap import CheckpointError, ModelKeys
+from openblip.files import make_shareable
 
 FORMAT = "openblip"
 FORMAT_VERSION = 1
@@ -40,6 +41,7 @@ def write(directory: Path, cfg: BlipConfig, state: dict[str, torch.Tensor]) -> N
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": FORMAT})
+    make_shareable(directory / WEIGHTS_FILE)  # save_file creates it 0600
     meta: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": cfg.to_dict()}
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
