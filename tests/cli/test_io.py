@@ -92,6 +92,24 @@ def test_writers(tmp_path, suffix: str) -> None:
         assert json.loads(rows[0]["captions"]) == ["x", "y"] and rows[1]["error"] == "b.png: broken"
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_columns_are_the_commands_not_the_first_records(tmp_path, suffix: str) -> None:
+    path = str(tmp_path / f"out{suffix}")
+    with RecordWriter(path, ("image", "caption", "error")) as w:
+        w.write({"image": "a.png", "error": "a.png: broken"})
+        w.write({"image": "b.png", "caption": "x", "extra": 1})
+    if suffix == ".parquet":
+        assert pq.read_table(path).column_names == ["image", "caption", "error", "extra"]
+    else:
+        with open(path, newline="") as f:
+            assert next(csv.reader(f)) == ["image", "caption", "error", "extra"]
+    with RecordWriter(path, ("image", "caption", "error")) as w:  # no failure: the column is still there
+        w.write({"image": "b.png", "caption": "x"})
+    if suffix == ".csv":
+        with open(path, newline="") as f:
+            assert list(csv.reader(f)) == [["image", "caption", "error"], ["b.png", "x", ""]]
+
+
 def test_stdout_and_exit_code(capsys) -> None:
     with RecordWriter(None) as w:
         w.write({"image": "a", "caption": "ü"})
