@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
     from openblip.cli.progress import StageProgress
     from openblip.device import resolve_device
     from openblip.evaluate import report, summary
-    from openblip.model.generate import GenerationConfig
     from openblip.evaluate.harness import caption_eval, load_eval_items, retrieval_run, vqa_run
+    from openblip.model.generate import GenerationConfig
 
     if args.limit < 0 or args.batch_size < 1 or args.k_test < 1 or args.num_beams < 1:
         raise UsageError("--limit must be >= 0; --batch-size, --k-test and --num-beams >= 1")

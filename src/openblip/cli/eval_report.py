@@ -11,7 +11,7 @@ from openblip.evaluate.report import Card, Hit, Section, thumbnail
 if TYPE_CHECKING:
     import torch
 
-    from openblip.train.evaluate import EvalItem, RetrievalRun, VqaAnswer
+    from openblip.evaluate.harness import EvalItem, RetrievalRun, VqaAnswer
 
 TOP_HITS = 5  # retrieved items shown per query
 

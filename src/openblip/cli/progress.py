@@ -10,7 +10,7 @@ from typing import IO, Any
 
 
 class StageProgress:
-    """`progress(stage, done, total)`, as train/evaluate.py calls it after each batch."""
+    """`progress(stage, done, total)`, as evaluate/harness.py calls it after each batch."""
 
     def __init__(self, prefix: str, *, interval: float = 10.0, stream: IO[str] | None = None) -> None:
         self.prefix = prefix
