@@ -15,8 +15,11 @@ resume=()
 [ -d "$OUT/train/checkpoints" ] && resume=(--resume)
 "$BLIP" train configs/pretrain_synth_ci.toml --set "data.train=$OUT/data/train" --set "run.out_dir=$OUT/train" \
   "${resume[@]}" "$@"
+# Each eval writes its JSON (--output) and an HTML page of the images with what the model said
+# (--report), and ends with a short summary on stderr saying what was measured and where these are.
 echo "== retrieval on held-out images (ITC top-k re-ranked by ITM)" >&2
-"$BLIP" eval --model "$OUT/train/model" --data "$OUT/data/test" --task retrieval | tee "$OUT/eval_retrieval.json"
+"$BLIP" eval --model "$OUT/train/model" --data "$OUT/data/test" --task retrieval \
+  --output "$OUT/eval_retrieval.json" --report "$OUT/eval_retrieval.html"
 echo "== captions on held-out images (BLEU/ROUGE-L/CIDEr, scene attribute F1)" >&2
 "$BLIP" eval --model "$OUT/train/model" --data "$OUT/data/test" --task caption --captions --limit 20 \
-  | tee "$OUT/eval_caption.json"
+  --output "$OUT/eval_caption.json" --report "$OUT/eval_caption.html"
