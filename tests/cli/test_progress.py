@@ -4,6 +4,7 @@ one per interval while it runs."""
 from __future__ import annotations
 
 import io
+import time
 
 from openblip.cli.progress import StageProgress
 
@@ -23,8 +24,26 @@ def test_lines_when_not_a_terminal() -> None:
 def test_interval_zero_reports_each_batch_with_time_left() -> None:
     out = io.StringIO()
     progress = StageProgress("eval", interval=0.0, stream=out)
+    time.sleep(0.01)  # the first batch's work: the stage is counted from the construction
     for done in (1, 2, 4):
         progress("encode images", done, 4)
     lines = out.getvalue().splitlines()
     assert len(lines) == 3 and lines[0].startswith("eval: encode images 1/4 (25%), ")
     assert "left" in lines[0] and "left" not in lines[-1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_bar_on_a_terminal() -> None:
+    out = _Terminal()
+    progress = StageProgress("eval retrieval", stream=out)
+    for done in (2, 4):
+        progress("encode images", done, 4)
+    progress("rerank texts per image", 1, 3)
+    progress.close()
+    text = out.getvalue()
+    assert "\r" in text and "eval retrieval: encode images" in text and "4/4" in text
+    assert "eval retrieval: rerank texts per image" in text and "1/3" in text

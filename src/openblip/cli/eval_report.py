@@ -40,7 +40,7 @@ def caption_sections(items: Sequence[EvalItem], captions: Sequence[str]) -> list
         )
         for i, it in enumerate(items)
     ]
-    return [Section("captions", "CIDEr (this image against its references)", cards)]
+    return [Section("captions", "CIDEr (this image against its references)", cards, label="CIDEr")]
 
 
 def vqa_sections(items: Sequence[EvalItem], answers: Sequence[VqaAnswer]) -> list[Section]:
@@ -56,7 +56,7 @@ def vqa_sections(items: Sequence[EvalItem], answers: Sequence[VqaAnswer]) -> lis
         )
         for a in answers
     ]
-    return [Section("answers", "VQA accuracy (%)", cards)]
+    return [Section("answers", "VQA accuracy (%)", cards, label="accuracy")]
 
 
 def _order(row: torch.Tensor) -> list[int]:
@@ -83,6 +83,6 @@ def retrieval_sections(items: Sequence[EvalItem], run: RetrievalRun) -> list[Sec
         text_cards.append(Card(key=items[own].key, score=rank, query=text, hits=hits))
     note = "scores: ITM match logit + ITC cosine for the k_test best by ITC (as BLIP's evaluation), -100 for the rest"
     return [
-        Section("image -> text", "rank of the first correct caption", image_cards, False, (note,)),
-        Section("text -> image", "rank of the caption's image", text_cards, False, (note,)),
+        Section("image -> text", "rank of the first correct caption", image_cards, False, (note,), "rank"),
+        Section("text -> image", "rank of the caption's image", text_cards, False, (note,), "rank"),
     ]

@@ -19,17 +19,21 @@ class StageProgress:
         self.terminal = self.stream.isatty()
         self._stage: str | None = None
         self._bar: Any = None
-        self._start = self._last = 0.0
+        # A stage is first heard of after its first batch: it began when the previous call (or
+        # the construction) happened, which is what its elapsed time and rate count from.
+        self._mark = time.monotonic()
+        self._start = self._last = self._mark
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         if stage != self._stage:
             self._close()
-            self._stage, self._start, self._last = stage, now, now
+            self._stage, self._start, self._last = stage, self._mark, now
             if self.terminal:
                 from tqdm import tqdm
 
                 self._bar = tqdm(total=total, desc=f"{self.prefix}: {stage}", file=self.stream, unit="item")
+        self._mark = now
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
             if done >= total:

@@ -219,7 +219,7 @@ def caption_eval(
     for lo in range(0, len(items), batch_size):
         pixels = _pixels(items[lo : lo + batch_size], size)
         captions.extend(c[0].text for c in caption_images(model, tokenizer, pixels, generation, prompt))
-        progress("caption", len(captions), len(items))
+        progress("generate captions", len(captions), len(items))
     refs = {it.key: it.references for it in items if it.references}
     scores = caption_scores({it.key: c for it, c in zip(items, captions) if it.references}, refs) if refs else {}
     scenes = [it.scene for it in items]
@@ -285,7 +285,7 @@ def vqa_run(
             accuracy += score
             exact += float(normalize_answer(predicted.text) in {normalize_answer(g) for g in given})
             answered.append(VqaAnswer(i, question, given, predicted.text, 100.0 * score))
-        progress("answer", len(answered), len(pairs))
+        progress("answer questions", len(answered), len(pairs))
     n = len(pairs)
     metrics = {"vqa_accuracy": 100.0 * accuracy / n, "exact_match": 100.0 * exact / n, "questions": float(n)}
     return metrics, answered

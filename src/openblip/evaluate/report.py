@@ -60,6 +60,7 @@ class Section:
     cards: Sequence[Card]
     higher_is_better: bool = True
     notes: Sequence[str] = field(default_factory=tuple)
+    label: str = ""  # the score's short name on each card, e.g. "rank"
 
 
 _STYLE = """
@@ -81,10 +82,11 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _card(card: Card, metric: str) -> str:
+def _card(card: Card, section: Section) -> str:
+    label = f"{section.label} " if section.label else ""
     parts = [
         '<div class="card">',
-        f'<span class="score" title="{_esc(metric)}">{card.score:.3g}</span>',
+        f'<span class="score" title="{_esc(section.metric)}">{_esc(label)}{card.score:.3g}</span>',
         f'<div class="key">{_esc(card.key)}</div>',
     ]
     if card.image is not None:
@@ -109,8 +111,8 @@ def _card(card: Card, metric: str) -> str:
     return "".join(parts)
 
 
-def _cards(cards: Sequence[Card], metric: str) -> str:
-    return '<div class="cards">' + "".join(_card(c, metric) for c in cards) + "</div>"
+def _cards(cards: Sequence[Card], section: Section) -> str:
+    return '<div class="cards">' + "".join(_card(c, section) for c in cards) + "</div>"
 
 
 def _section(section: Section) -> str:
@@ -118,11 +120,11 @@ def _section(section: Section) -> str:
     worst, best = order[:SHOWN], order[::-1][:SHOWN]
     parts = [f"<h2>{_esc(section.title)}</h2>"]
     parts += [f"<p>{_esc(n)}</p>" for n in section.notes]
-    parts.append(f"<h3>worst {len(worst)} by {_esc(section.metric)}</h3>{_cards(worst, section.metric)}")
-    parts.append(f"<h3>best {len(best)} by {_esc(section.metric)}</h3>{_cards(best, section.metric)}")
+    parts.append(f"<h3>worst {len(worst)} by {_esc(section.metric)}</h3>{_cards(worst, section)}")
+    parts.append(f"<h3>best {len(best)} by {_esc(section.metric)}</h3>{_cards(best, section)}")
     shown = section.cards[:MAX_CARDS]
     more = f" (first {MAX_CARDS} of {len(section.cards)})" if len(section.cards) > MAX_CARDS else ""
-    parts.append(f"<h3>every item, in data order{more}</h3>{_cards(shown, section.metric)}")
+    parts.append(f"<h3>every item, in data order{more}</h3>{_cards(shown, section)}")
     return "".join(parts)
 
 
