@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from openblip.evaluate.harness import EvalItem, RetrievalRun, VqaAnswer
 
 TOP_HITS = 5  # retrieved items shown per query
+HIT_SIDE = 64  # pixels: a hit's thumbnail (each text query shows TOP_HITS of them)
 
 
-def _thumbnails(items: Sequence[EvalItem]) -> list[str]:
-    return [thumbnail(it.image) for it in items]
+def _thumbnails(items: Sequence[EvalItem], side: int | None = None) -> list[str]:
+    return [thumbnail(it.image) if side is None else thumbnail(it.image, side) for it in items]
 
 
 def caption_sections(items: Sequence[EvalItem], captions: Sequence[str]) -> list[Section]:
@@ -65,7 +66,7 @@ def _order(row: torch.Tensor) -> list[int]:
 
 
 def retrieval_sections(items: Sequence[EvalItem], run: RetrievalRun) -> list[Section]:
-    thumbs = _thumbnails(items)
+    thumbs, small = _thumbnails(items), _thumbnails(items, HIT_SIDE)
     image_cards = []
     for i, it in enumerate(items):
         row = run.scores_i2t[i]
@@ -79,7 +80,7 @@ def retrieval_sections(items: Sequence[EvalItem], run: RetrievalRun) -> list[Sec
         order = _order(row)
         own = run.txt2img[t]
         rank = order.index(own) + 1
-        hits = [Hit(items[j].key, float(row[j]), j == own, image=thumbs[j]) for j in order[:TOP_HITS]]
+        hits = [Hit(items[j].key, float(row[j]), j == own, image=small[j]) for j in order[:TOP_HITS]]
         text_cards.append(Card(key=items[own].key, score=rank, query=text, hits=hits))
     note = "scores: ITM match logit + ITC cosine for the k_test best by ITC (as BLIP's evaluation), -100 for the rest"
     return [
