@@ -10,7 +10,9 @@ import os
 import re
 import shutil
 
-from openblip.cli import build_parser
+import pytest
+
+from openblip.cli import build_parser, main
 
 
 def test_a_folder_with_sidecars_gives_one_record_per_image(cli, models, images, tmp_path) -> None:
@@ -82,3 +84,14 @@ def test_every_option_of_every_command_has_help(cli) -> None:
     assert "--beams NUM_BEAMS     deprecated spelling of --num-beams" in r.stdout
     for metric in ("txt_r1", "itc_txt_r1", "shuffled_f1", "CIDEr", "vqa_accuracy", "chance_r1"):
         assert re.search(rf"^  {re.escape(metric)} +(%|fraction|count) +\w", r.stdout, re.M), metric
+
+
+def test_a_misspelt_option_of_a_nested_command_names_its_own_options(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["data", "synth", "--out", "x", "--sizee", "ci"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("usage: openblip data synth ")
+    assert "unrecognized arguments: --sizee ci (did you mean --size?)" in err
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "M", "--data", "d", "--task", "vqa", "--zzz"])
+    assert "(did you mean" not in capsys.readouterr().err  # nothing close: no guess

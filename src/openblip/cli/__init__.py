@@ -49,11 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser | None:
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that was chosen: `openblip data synth` -> synth's."""
     for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-            return action.choices[name]
-    return None
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _innermost(chosen, args)
+    return parser
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +64,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     subcommand's parser (its usage, not the top-level one) with the closest option it has."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        sub = _subcommand(parser, getattr(args, "command", None)) or parser
+        sub = _innermost(parser, args)
         message = f"unrecognized arguments: {' '.join(unknown)}"
         flag = next((u.split("=", 1)[0] for u in unknown if u.startswith("-") and u != "-"), None)
         if flag is not None:
