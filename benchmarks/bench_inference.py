@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from openblip.checkpoint_io import build_model
 from openblip.convert import hf as hf_convert
 from openblip.model import Blip
-from openblip.model.generate import GenerationConfig, generate
+from openblip.model.generate import BeamRules, GenerationConfig, generate
 
 NEW_TOKENS = 20
 
@@ -166,7 +166,13 @@ def main() -> None:
         def our_caption(gcfg: GenerationConfig) -> torch.Tensor:
             return generate(ours.text_decoder, vision(px), prompt, gcfg).sequences  # type: ignore[arg-type]
 
-        forced: dict[str, Any] = dict(max_length=1 + NEW_TOKENS, min_length=1 + NEW_TOKENS, cuda_graph=a.cuda_graph)
+        # today's transformers beam rules: the ids are checked against transformers' own
+        forced: dict[str, Any] = dict(
+            max_length=1 + NEW_TOKENS,
+            min_length=1 + NEW_TOKENS,
+            cuda_graph=a.cuda_graph,
+            beam_rules=BeamRules.TRANSFORMERS,
+        )
         h_ids = hf.generate(pixel_values=px, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
         o_ids = our_caption(GenerationConfig(**forced))
         res["check_greedy_ids_equal"] = first_sep(h_ids.tolist()) == first_sep(o_ids.tolist())

@@ -102,7 +102,7 @@ def _until_sep(rows: list[list[int]]) -> list[list[int]]:
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_base_generated_ids_identical(num_beams: int) -> None:
     """Greedy and 3-beam ids at the released size, with the captioning prompt, equal transformers'."""
-    from openblip.model.generate import GenerationConfig, generate
+    from openblip.model.generate import BeamRules, GenerationConfig, generate
 
     hf = make_hf(BlipForConditionalGeneration, hf_config(base=True, image_size=384), 37)
     ours = _ours(hf)
@@ -122,7 +122,7 @@ def test_base_generated_ids_identical(num_beams: int) -> None:
             ours.text_decoder,
             ours.encode_image(x.pixels),
             prompt,
-            GenerationConfig(max_length=20, min_length=5, num_beams=num_beams),
+            GenerationConfig(max_length=20, min_length=5, num_beams=num_beams, beam_rules=BeamRules.TRANSFORMERS),
         ).sequences
     assert _until_sep(got.tolist()) == _until_sep(ref.tolist())
     assert got.shape[1] > 6  # something was generated beyond the prompt

@@ -12,7 +12,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from openblip.checkpoint_io import LoadedModel, load_model  # noqa: E402
-from openblip.model.generate import GenerationConfig  # noqa: E402
+from openblip.model.generate import BeamRules, GenerationConfig  # noqa: E402
 from openblip.tasks.caption import caption_images, prompt_ids  # noqa: E402
 from openblip.tasks.vqa import answer_questions  # noqa: E402
 
@@ -78,7 +78,7 @@ def test_caption_ids_match_transformers(caption_pair, pixels, num_beams: int, pr
         ref = hf.generate(
             pixel_values=pixels, input_ids=hf_ids, max_length=max_length, do_sample=False, num_beams=num_beams
         )
-    cfg = GenerationConfig(max_length=max_length, num_beams=num_beams)
+    cfg = GenerationConfig(max_length=max_length, num_beams=num_beams, beam_rules=BeamRules.TRANSFORMERS)
     got = caption_images(ours.model, ours.tokenizer, pixels, cfg, prompt)
     expected = [_until_sep(r) for r in ref.tolist()]
     assert [list(c[0].ids) for c in got] == expected
@@ -106,7 +106,7 @@ def test_vqa_generate_ids_match_transformers(vqa_pair, pixels) -> None:
     hf, ours = vqa_pair
     tok = ours.tokenizer
     questions = ["what is it?", "how many dogs are on the beach", "color?", "is the man riding a horse", "where"]
-    cfg = GenerationConfig(max_length=10, min_length=1, num_beams=3)
+    cfg = GenerationConfig(max_length=10, min_length=1, num_beams=3, beam_rules=BeamRules.TRANSFORMERS)
     got = answer_questions(ours.model, tok, pixels, questions, cfg)
     from openblip.text_cleaning import pre_question
 

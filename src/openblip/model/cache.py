@@ -136,3 +136,9 @@ class FoldedContext(ContextTokens):
 
     def select(self, rows: torch.Tensor) -> FoldedContext:
         return FoldedContext(self.tokens[rows], None if self.bias is None else self.bias[rows])
+
+
+def compaction_due(done: int, total: int) -> bool:
+    """Whether a generation loop should drop its `done` finished contexts (of `total`) from the
+    batch now: once enough have accumulated to pay for copying the cache."""
+    return done > 0 and (done * 4 >= total or done == total)
