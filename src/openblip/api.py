@@ -27,7 +27,7 @@ from openblip.checkpoint_io import LoadedModel, SourceInfo, load_model
 from openblip.device import resolve_device, resolve_dtype
 from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preprocess
 from openblip.model.blip import Blip
-from openblip.model.generate import GenerationConfig
+from openblip.model.generate import BeamRules, GenerationConfig
 from openblip.results import AnswerResult, CaptionResult, ClassifyResult, MatchResult
 from openblip.tasks.caption import DEFAULT_PROMPT, caption_config, caption_images
 from openblip.tasks.classify import DEFAULT_TEMPLATE, classify_images, prepare_labels
@@ -150,9 +150,13 @@ class BlipPipeline:
         num_captions: int = 1,
         seed: int | None = None,
         batch_size: int = 16,
+        beam_rules: BeamRules = BeamRules.ORIGINAL,
     ) -> list[CaptionResult]:
-        """Captions per image (see `caption_config` for the decoding settings). The prompt
-        ("a picture of " by default, "" for none) is removed from the returned text. With
+        """Captions per image (see `caption_config` for the decoding settings; beam_rules: beam
+        search as the original, transformers 4.15, or as today's transformers). The prompt
+        ("a picture of " by default, "" for none) is removed from the returned text as the original
+        does (its len(prompt) characters cut from the decoded sequence). Each caption carries its
+        words' probabilities and its mean token log-prob (Caption.words, .mean_logprob). With
         sampling and a seed, each image's captions depend only on the seed and the image's
         position in `images`, not on batch_size nor on the other images."""
         cfg = caption_config(
@@ -168,6 +172,7 @@ class BlipPipeline:
             no_repeat_ngram_size=no_repeat_ngram_size,
             num_captions=num_captions,
             seed=seed,
+            beam_rules=beam_rules,
         )
         items = _as_list(images)
         out: list[CaptionResult] = []
@@ -187,11 +192,13 @@ class BlipPipeline:
         max_length: int = 10,
         min_length: int = 1,
         batch_size: int = 16,
+        beam_rules: BeamRules = BeamRules.ORIGINAL,
     ) -> list[AnswerResult]:
         """Answer one question about every image, or one question per image.
 
         Without candidates the answer is generated (the original: beam 3, max_length 10,
-        min_length 1, [DEC] counted). With candidates the best of them is chosen as the
+        min_length 1, [DEC] counted, transformers 4.15's beam rules unless beam_rules says
+        BeamRules.TRANSFORMERS). With candidates the best of them is chosen as the
         original's rank mode (top rank_k by first-token probability, then full likelihood).
         An empty question (nothing left after cleaning) raises ValueError naming it, before any
         image is read."""
@@ -203,7 +210,7 @@ class BlipPipeline:
             clean_question(q, i)
         if isinstance(candidates, str):
             raise TypeError("candidates must be a sequence of answers, not one str")
-        cfg = GenerationConfig(max_length=max_length, min_length=min_length, num_beams=num_beams)
+        cfg = GenerationConfig(max_length=max_length, min_length=min_length, num_beams=num_beams, beam_rules=beam_rules)
         out: list[AnswerResult] = []
         for chunk, pixels in self._batches(items, batch_size):
             qs = [questions[i] for i in chunk]

@@ -2,9 +2,17 @@
 
 The decoder continues a text prompt: "a picture of " by default, as the original, which
 tokenizes it, puts [DEC] first and drops the trailing [SEP] -> [30522, 1037, 3861, 1997].
-The prompt is removed from the returned text (the original cuts `len(prompt)` characters from
-the decoded string; we cut the decoded prompt, which is the same for every lowercase prompt
-and also right for prompts the tokenizer normalises). An empty prompt starts from [DEC] alone.
+The prompt is removed from the returned text as the original removes it: the whole sequence is
+decoded and its first `len(prompt)` characters are cut (nothing stripped). So when the first
+generated piece continues the prompt's last word ("a picture of " + "##x" decodes to "a picture
+ofx", 13 characters) the caption is "", as the original's; a prompt without its trailing space
+leaves a leading space. An empty prompt starts from [DEC] alone.
+
+Each caption also carries how sure the decoder was of it, from the generation's own log-probs
+(no second pass): `words`, the probability of each generated word (its word pieces' probabilities
+multiplied), and `mean_logprob`, the mean log-probability of the generated tokens, [SEP]
+included (beam search and greedy: after the repetition penalty and min-length processors;
+sampling: before the top-k/top-p/temperature warp, i.e. under the decoder, not the sampler).
 
 `max_length`/`min_length` count [DEC] and the prompt tokens (the original's HF 4.15
 semantics): with the default prompt, max_length 20 allows at most 16 new tokens.
@@ -12,13 +20,14 @@ semantics): with the default prompt, max_length 20 allows at most 16 new tokens.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from openblip.model.blip import Blip
-from openblip.model.generate import GenerationConfig, generate
+from openblip.model.generate import BeamRules, GenerationConfig, generate
 from openblip.tasks.inputs import encode_images, require_caption_decoder
 from openblip.tokenizer import Tokenizer
 
@@ -48,9 +57,11 @@ def caption_config(
     no_repeat_ngram_size: int = 0,
     num_captions: int = 1,
     seed: int | None = None,
+    beam_rules: BeamRules = BeamRules.ORIGINAL,
 ) -> GenerationConfig:
     """Generation settings for captioning. Defaults are the original's: beam 3, max 20, min 5
-    (lengths count [DEC] and the prompt); sampling is its nucleus setting (top_p 0.9, top_k 50,
+    (lengths count [DEC] and the prompt), transformers 4.15's beam rules (BeamRules.TRANSFORMERS
+    for today's transformers'); sampling is its nucleus setting (top_p 0.9, top_k 50,
     repetition_penalty 1.1). More captions than beams raise the beam count to the captions."""
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
@@ -75,7 +86,14 @@ def caption_config(
         length_penalty=length_penalty,
         no_repeat_ngram_size=no_repeat_ngram_size,
         num_return_sequences=num_captions,
+        beam_rules=beam_rules,
     )
+
+
+@dataclass(frozen=True)
+class WordProb:
+    word: str  # a generated word, its word pieces merged ("##" removed)
+    prob: float  # the product of its pieces' probabilities
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,8 @@ class Caption:
     text: str  # decoded, prompt removed
     score: float  # beam search: length-penalised log-prob; greedy/sampling: summed log-prob
     ids: tuple[int, ...]  # [DEC], prompt, generated ids up to and including [SEP]
+    words: tuple[WordProb, ...] = ()  # the generated words in order ([SEP] not a word)
+    mean_logprob: float = 0.0  # mean log-prob of the generated tokens, [SEP] included
 
 
 def prompt_ids(tokenizer: Tokenizer, prompt: str) -> torch.Tensor:
@@ -94,14 +114,26 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str) -> torch.Tensor:
     return ids[:-1]  # drop [SEP]: the decoder continues the prompt
 
 
-def decode_caption(tokenizer: Tokenizer, ids: torch.Tensor, prompt_len: int) -> str:
-    """Text of one generated sequence without its prompt (special tokens dropped; the original's
-    transformers 4.x spacing, e.g. "dog's")."""
-    full = tokenizer.decode(ids, clean_up_tokenization_spaces=True)
-    head = tokenizer.decode(ids[:prompt_len], clean_up_tokenization_spaces=True)
-    if head and full.startswith(head):
-        return full[len(head) :].strip()
-    return tokenizer.decode(ids[prompt_len:], clean_up_tokenization_spaces=True).strip()
+def decode_caption(tokenizer: Tokenizer, ids: torch.Tensor, prompt: str) -> str:
+    """Text of one generated sequence without its prompt, as the original: decode everything
+    (special tokens dropped; transformers 4.x spacing, e.g. "dog's"), cut len(prompt) characters."""
+    return tokenizer.decode(ids, clean_up_tokenization_spaces=True)[len(prompt) :]
+
+
+def word_probs(tokenizer: Tokenizer, ids: Sequence[int], logprobs: Sequence[float], eos: int) -> tuple[WordProb, ...]:
+    """Merge generated word pieces into words: a piece starting with "##" continues the word before
+    it (a first piece that does, continuing the prompt, starts a word of its own)."""
+    words: list[tuple[str, float]] = []
+    for token_id, logp in zip(ids, logprobs, strict=True):
+        if token_id == eos:
+            continue
+        piece = tokenizer.id_to_token(token_id) or ""
+        if piece.startswith("##") and words:
+            word, total = words[-1]
+            words[-1] = (word + piece[2:], total + logp)
+        else:
+            words.append((piece.removeprefix("##"), logp))
+    return tuple(WordProb(word, math.exp(total)) for word, total in words)
 
 
 def _trim(seq: torch.Tensor, eos: int) -> tuple[int, ...]:
@@ -141,13 +173,17 @@ def caption_images(
     out = generate(model.text_decoder, tokens, prompt_t, cfg, sample_keys=sample_keys)
     group = cfg.num_return_sequences
     plen = prompt_t.numel()
+    token_logprobs = out.token_logprobs.cpu().tolist()
     result: list[list[Caption]] = []
     for b in range(pixels.shape[0]):
         caps = []
         for r in range(group):
             row = b * group + r
             ids = _trim(out.sequences[row].cpu(), cfg.eos_token_id)
-            text = decode_caption(tokenizer, torch.tensor(ids), plen)
-            caps.append(Caption(text, float(out.scores[row]), ids))
+            text = decode_caption(tokenizer, torch.tensor(ids), prompt)
+            generated = token_logprobs[row][plen : len(ids)]
+            words = word_probs(tokenizer, ids[plen:], generated, cfg.eos_token_id)
+            mean = sum(generated) / len(generated) if generated else 0.0
+            caps.append(Caption(text, float(out.scores[row]), ids, words, mean))
         result.append(caps)
     return result
