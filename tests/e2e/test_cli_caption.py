@@ -6,6 +6,7 @@ import csv
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 
 def test_every_bad_input_gets_its_own_record(cli, models, bad_dir, tmp_path) -> None:
@@ -116,3 +117,28 @@ def test_sampling_to_csv_is_seeded(cli, models, images, tmp_path) -> None:
 
     a, b = sample(tmp_path / "a.csv", 16), sample(tmp_path / "b.csv", 1)
     assert a == b and [row["image"] for row in a] == images and all(row["caption"] for row in a)
+
+
+def test_scores_give_each_captions_word_probabilities(cli, models, images) -> None:
+    """--scores: per caption its words' probabilities and mean log-prob, as the API returns them,
+    for beam search (one caption and several) and for seeded nucleus sampling."""
+    import openblip
+
+    pipe = openblip.load(models["full"])
+    for flags, options in (
+        ([], {}),
+        (["--num-captions", "2"], {"num_captions": 2}),
+        (["--sample", "--seed", "3", "--num-captions", "2"], {"sample": True, "seed": 3, "num_captions": 2}),
+    ):
+        r = cli("caption", *images, "--model", models["full"], "--max-length", "10", "--scores", *flags)
+        assert r.code == 0, r.stderr
+        api = pipe.caption(images, max_length=10, **options)
+        for record, result in zip(r.records, api, strict=True):
+            rows = record["captions"] if "num_captions" in options else [record]
+            assert len(rows) == len(result.captions)
+            for row, cap in zip(rows, result.captions, strict=True):
+                assert set(row) - {"image"} == {"caption", "words", "mean_logprob"} and row["caption"] == cap.text
+                assert [w["word"] for w in row["words"]] == [w.word for w in cap.words] and row["words"]
+                assert [w["prob"] for w in row["words"]] == pytest.approx([w.prob for w in cap.words], abs=1e-6)
+                assert all(0.0 < w["prob"] <= 1.0 for w in row["words"])
+                assert row["mean_logprob"] == pytest.approx(cap.mean_logprob, abs=1e-6) and row["mean_logprob"] < 0

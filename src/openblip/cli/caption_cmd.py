@@ -1,7 +1,10 @@
 """`openblip caption IMAGE_OR_DIR... --model M`: one JSON record per image.
 
 Records: {"image", "caption"}; {"image", "captions": [...]} with --num-captions > 1 (best
-first); {"image", "error"} for an image that could not be used. Defaults are the original's
+first); {"image", "error"} for an image that could not be used. --scores adds the decoder's
+confidence: "words" ([{"word", "prob"}], each generated word's probability, word pieces merged)
+and "mean_logprob" (of the generated tokens, [SEP] included), beside "caption", or per caption
+with several ("captions": [{"caption", "words", "mean_logprob"}, ...]). Defaults are the original's
 captioning settings: beam search with 3 beams, max length 20, min length 5 (lengths count the
 [DEC] token and the prompt, as the original), prompt "a picture of " (removed from the output).
 --sample switches to the original's nucleus sampling (top-p 0.9, top-k 50, repetition penalty 1.1).
@@ -10,7 +13,7 @@ captioning settings: beam search with 3 beams, max length 20, min length 5 (leng
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openblip.cli import UsageError
 from openblip.cli.common import (
@@ -29,6 +32,9 @@ from openblip.cli.common import (
 )
 from openblip.cli.guard import ModelGuard
 from openblip.cli.io import RecordWriter, expand_inputs
+
+if TYPE_CHECKING:
+    from openblip.tasks.caption import Caption
 
 
 def register(subparsers: Any) -> None:
@@ -60,6 +66,11 @@ def register(subparsers: Any) -> None:
     g.add_argument("--repetition-penalty", type=finite_float, help="default: 1.0 for beam search, 1.1 for sampling")
     g.add_argument("--length-penalty", type=finite_float, default=1.0, help="beam search (default: %(default)s)")
     g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams (default: off)")
+    p.add_argument(
+        "--scores",
+        action="store_true",
+        help='add each caption\'s word probabilities ("words": [{"word", "prob"}]) and "mean_logprob"',
+    )
     add_run_arguments(p)
     p.set_defaults(run=run)
 
@@ -119,9 +130,18 @@ def run(args: argparse.Namespace) -> int:
                 if it.error is not None:
                     out.write({"image": it.name, "error": it.error})
                     continue
-                texts = [c.text for c in next(done)]
+                caps_of_image = next(done)
                 if args.num_captions == 1:
-                    out.write({"image": it.name, "caption": texts[0]})
+                    out.write({"image": it.name, **_caption_record(caps_of_image[0], args.scores)})
+                elif args.scores:
+                    out.write({"image": it.name, "captions": [_caption_record(c, True) for c in caps_of_image]})
                 else:
-                    out.write({"image": it.name, "captions": texts})
+                    out.write({"image": it.name, "captions": [c.text for c in caps_of_image]})
     return out.exit_code
+
+
+def _caption_record(caption: Caption, scores: bool) -> dict[str, Any]:
+    if not scores:
+        return {"caption": caption.text}
+    words = [{"word": w.word, "prob": w.prob} for w in caption.words]
+    return {"caption": caption.text, "words": words, "mean_logprob": caption.mean_logprob}
