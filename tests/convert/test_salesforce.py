@@ -154,3 +154,25 @@ def test_image_size_argument_resizes(original_state, write_pth) -> None:
     assert loaded.model.visual_encoder.pos_embed.shape == (1, 37, 128)
     with pytest.raises(ValueError, match="multiple of the patch size 16"):
         load_model(write_pth(original_state("caption"), "b.pth"), image_size=100)
+
+
+def test_original_blip_itm_without_temp_loads(original_state, write_pth) -> None:
+    """`{'model': BLIP_ITM(...).state_dict()}` has no temp (the original BLIP_ITM defines none): it
+    loads with the original's initial 0.07, and the load report says so."""
+    state = original_state("retrieval")
+    del state["temp"]
+    loaded = load_model(write_pth(state))  # saved as {'model': state}
+    assert loaded.model.temp is not None and loaded.model.temp.item() == pytest.approx(0.07)
+    assert any("temp is absent" in note and "0.07" in note for note in loaded.source.notes)
+    state = original_state("retrieval")
+    state["temp"] = torch.tensor(0.05)  # present: taken from the file
+    temp = load_model(write_pth(state, "with_temp.pth")).model.temp
+    assert temp is not None and temp.item() == pytest.approx(0.05)
+
+
+def test_only_temp_may_be_missing(original_state, write_pth) -> None:
+    state = original_state("retrieval")
+    del state["temp"]
+    del state["itm_head.bias"]
+    with pytest.raises(CheckpointError, match=r"missing keys: itm_head\.bias \(for itm_head\.bias\)$"):
+        load_model(write_pth(state))

@@ -41,6 +41,8 @@ class KeyMap:
     drops: Mapping[str, str] = field(default_factory=dict)  # regex (full match) on their keys -> why ignored
     tied: Mapping[str, str] = field(default_factory=dict)  # their duplicate key -> their key it must equal
     fills: Mapping[str, float] = field(default_factory=dict)  # our keys the format lacks -> value used
+    # our keys some files of the format lack -> value used when absent (used from the file when there)
+    defaults: Mapping[str, tuple[float, str]] = field(default_factory=dict)  # -> (value, why it may be absent)
 
     @functools.cached_property
     def _compiled(self) -> list[tuple[re.Pattern[str], str]]:
@@ -122,6 +124,10 @@ def to_ours(
         if theirs in foreign:
             ours[name] = foreign[theirs]
             used.add(theirs)
+        elif name in kmap.defaults:
+            value, reason = kmap.defaults[name]
+            ours[name] = torch.tensor(value).reshape(keys.shapes[name])
+            notes.append(f"{theirs} is absent ({reason}); set to {value}")
         else:
             missing.append(f"{theirs} (for {name})")
     unequal: list[str] = []

@@ -48,6 +48,9 @@ KEYMAP = KeyMap(
         POSITION_IDS: "position_ids buffer (an arange)",
     },
     tied=TIED_DECODER,
+    # The original BLIP_ITM (blip_itm.py) has no temp; inference never uses it. 0.07 is the
+    # original's initial value (blip_retrieval.py, blip_pretrain.py: nn.Parameter(0.07 * ones([]))).
+    defaults={"temp": (0.07, "the original BLIP_ITM has no temp; inference does not use it")},
 )
 
 
