@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from openblip.evaluate import normalize_answer, vqa_accuracy, vqa_accuracy_simple, vqa_score
+from openblip.evaluate import VqaEvalRules, normalize_answer, vqa_accuracy, vqa_accuracy_simple, vqa_score
+
+PRE, NOW = VqaEvalRules.PRE_2021, VqaEvalRules.SINCE_2021
 
 
 @pytest.mark.parametrize(
@@ -75,3 +77,42 @@ def test_vqa_rejects_bad_input() -> None:
         vqa_accuracy("a", "a")
     with pytest.raises(TypeError, match="prediction for question 7 must be a str"):
         vqa_score({7: 3}, {7: ["3"]})  # type: ignore[dict-item]
+
+
+# Where vqaEval.py before and since its 2021-03-11 change disagree, worked by hand.
+# Leave-one-out accuracy with m of 10 human answers matching: 0, .3, .6, .9, then 1.
+@pytest.mark.parametrize(
+    ("prediction", "humans", "pre_2021", "since_2021"),
+    [
+        # ten identical "2": pre-2021 normalises the prediction ("Two" -> "2", 10 match); since
+        # 2021 identical answers leave the prediction as it is ("Two" != "2")
+        ("Two", ["2"] * 10, 1.0, 0.0),
+        ("a dog", ["dog"] * 10, 1.0, 0.0),  # the article: the same story
+        ("2", ["2"] * 10, 1.0, 1.0),
+        # raw human answers that need digit/article normalisation: pre-2021 leaves them (no "two"
+        # becomes "2": 0 match); since 2021 they become "2" (3 match: 3 x 2/3 + 7 x 1 over 10 = .9)
+        ("2", ["two"] * 3 + ["yes"] * 7, 0.0, 0.9),
+        ("the yes", ["Yes"] * 4 + ["no"] * 6, 0.0, 1.0),  # "Yes" lowercased only since 2021
+        # stray whitespace in human answers: pre-2021 compares them unstripped ("yes " != "yes",
+        # 2 match: 8 x 2/3 + 2 x 1/3 over 10 = .6); since 2021 stripped, all identical, 10 match
+        ("yes", ["yes "] * 8 + ["yes"] * 2, 0.6, 1.0),
+        (" yes\n", ["yes"] * 10, 1.0, 1.0),  # the prediction is stripped by both
+    ],
+)
+def test_pre_2021_and_2021_rules(prediction: str, humans: list[str], pre_2021: float, since_2021: float) -> None:
+    assert vqa_accuracy(prediction, humans) == pytest.approx(pre_2021, abs=1e-12)  # the default
+    assert vqa_accuracy(prediction, humans, rules=PRE) == pytest.approx(pre_2021, abs=1e-12)
+    assert vqa_accuracy(prediction, humans, rules=NOW) == pytest.approx(since_2021, abs=1e-12)
+
+
+def test_rules_reach_the_score_and_the_simple_form() -> None:
+    predictions = {1: "Two", 2: "yes"}
+    answers = {1: ["2"] * 10, 2: ["yes "] * 8 + ["yes"] * 2}
+    assert vqa_score(predictions, answers) == pytest.approx(80.0, abs=1e-9)  # (1 + .6) / 2
+    assert vqa_score(predictions, answers, rules=NOW) == pytest.approx(50.0, abs=1e-9)  # (0 + 1) / 2
+    assert vqa_accuracy_simple("Two", ["2"] * 10, rules=NOW) == 0.0
+    assert vqa_accuracy_simple("2", ["two"] * 3 + ["yes"] * 7, rules=NOW) == 1.0
+    with pytest.raises(ValueError, match="pre-2021"):
+        vqa_accuracy("2", ["2"] * 10, rules=NOW, normalize_references=True)
+    with pytest.raises(TypeError, match="VqaEvalRules"):
+        vqa_accuracy("2", ["2"] * 10, rules="2021")  # type: ignore[arg-type]

@@ -83,6 +83,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:N or mps (default: auto)"
     )
+    parser.add_argument(
+        "--vqa-rules",
+        choices=("pre-2021", "2021"),
+        default="pre-2021",
+        help="vqa: accuracy as GT-Vision-Lab/VQA's vqaEval.py before its 2021-03-11 change (BLIP's and LAVIS's "
+        "numbers) or since (the script today) (default: %(default)s)",
+    )
     parser.add_argument("--output", metavar="FILE", help="write the JSON to FILE instead of stdout")
     parser.add_argument(
         "--report", metavar="FILE.html", help="write a self-contained HTML page of the items, worst and best first"
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from openblip.device import resolve_device
     from openblip.evaluate import report, summary
     from openblip.evaluate.harness import caption_eval, load_eval_items, retrieval_run, vqa_run
+    from openblip.evaluate.vqa import VqaEvalRules
     from openblip.model.generate import GenerationConfig
 
     if args.limit < 0 or args.batch_size < 1 or args.k_test < 1 or args.num_beams < 1:
@@ -192,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             lines = summary.caption_summary(metrics, len(items), n_refs, decoding)
             sections = eval_report.caption_sections(items, captions) if args.report else []
         else:
-            metrics, answers = vqa_run(model, tok, items, batch_size=args.batch_size, progress=progress)
+            rules = VqaEvalRules(args.vqa_rules)
+            metrics, answers = vqa_run(model, tok, items, batch_size=args.batch_size, progress=progress, rules=rules)
             lines = summary.vqa_summary(metrics, len(items), _commonest_answer(answers))
             sections = eval_report.vqa_sections(items, answers) if args.report else []
     except ValueError as e:

@@ -18,13 +18,14 @@ from openblip.evaluate.caption_metrics import (
 )
 from openblip.evaluate.retrieval import recall_at_k
 from openblip.evaluate.tokenize import COCO_PUNCTUATION, coco_tokenize, coco_tokenize_corpus, ptb_tokenize
-from openblip.evaluate.vqa import normalize_answer, vqa_accuracy, vqa_accuracy_simple, vqa_score
+from openblip.evaluate.vqa import VqaEvalRules, normalize_answer, vqa_accuracy, vqa_accuracy_simple, vqa_score
 
 __all__ = [
     "COCO_PUNCTUATION",
     "METRIC_NAMES",
     "BleuScores",
     "CaptionEvaluation",
+    "VqaEvalRules",
     "bleu",
     "caption_scores",
     "cider_d",

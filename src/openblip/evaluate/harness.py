@@ -27,7 +27,7 @@ from openblip.data.scene import SceneGraph
 from openblip.evaluate.caption_metrics import caption_scores
 from openblip.evaluate.retrieval import recall_at_k
 from openblip.evaluate.scene_f1 import corpus_scene_f1
-from openblip.evaluate.vqa import normalize_answer, vqa_accuracy
+from openblip.evaluate.vqa import VqaEvalRules, normalize_answer, vqa_accuracy
 from openblip.image import load_image, preprocess
 from openblip.model.blip import Blip
 from openblip.model.generate import GenerationConfig
@@ -253,10 +253,14 @@ def vqa_eval(
     image_size: int = 0,
     batch_size: int = 32,
     progress: Progress = _no_progress,
+    rules: VqaEvalRules = VqaEvalRules.PRE_2021,
 ) -> dict[str, float]:
     """Generated answers: official VQA accuracy (mean over questions, 0-100; it needs several human
-    answers per question) and exact match of the normalised answer against any given answer."""
-    return vqa_run(model, tokenizer, items, image_size=image_size, batch_size=batch_size, progress=progress)[0]
+    answers per question; `rules`: vqaEval.py before or since its 2021 change, evaluate/vqa.py)
+    and exact match of the normalised answer against any given answer."""
+    return vqa_run(
+        model, tokenizer, items, image_size=image_size, batch_size=batch_size, progress=progress, rules=rules
+    )[0]
 
 
 @torch.inference_mode()
@@ -268,6 +272,7 @@ def vqa_run(
     image_size: int = 0,
     batch_size: int = 32,
     progress: Progress = _no_progress,
+    rules: VqaEvalRules = VqaEvalRules.PRE_2021,
 ) -> tuple[dict[str, float], list[VqaAnswer]]:
     """vqa_eval's metrics and every question's answer."""
     size = _image_size(model, image_size)
@@ -281,7 +286,7 @@ def vqa_run(
         pixels = _pixels([items[i] for i, _, _ in chunk], size)
         answers = answer_questions(model, tokenizer, pixels, [q for _, q, _ in chunk])
         for (i, question, given), predicted in zip(chunk, answers):
-            score = vqa_accuracy(predicted.text, given)
+            score = vqa_accuracy(predicted.text, given, rules=rules)
             accuracy += score
             exact += float(normalize_answer(predicted.text) in {normalize_answer(g) for g in given})
             answered.append(VqaAnswer(i, question, given, predicted.text, 100.0 * score))

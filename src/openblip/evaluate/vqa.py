@@ -1,15 +1,25 @@
-"""VQA accuracy as the official VQA evaluation script computes it.
+"""VQA accuracy as the official VQA evaluation script computes it, in either of its two versions.
 
-Source of truth: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of GT-Vision-Lab/VQA (the
-script behind the VQA v2 leaderboard, which BLIP's test-dev numbers come from).  Per question:
+Source: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` of GT-Vision-Lab/VQA (the script behind
+the VQA v2 leaderboard, which BLIP's test-dev numbers come from).  Its commit a013f00 of 2021-03-11
+("Fixed processing answers bug") changed which answers it normalises; `VqaEvalRules` picks the
+version.  Per question, with ``VqaEvalRules.PRE_2021`` (the default: the script as BLIP and LAVIS
+used it, and the copy LAVIS ships in ``lavis/common/vqa_tools/vqa_eval.py``):
 
 1. The predicted answer has newlines and tabs turned into spaces and is stripped, then goes through
    ``processPunctuation`` and ``processDigitArticle`` (reproduced by :func:`normalize_answer`).
-2. The human answers are compared *as stored*, except that when they are not all identical each
-   goes through ``processPunctuation`` only.  VQA v2 annotations already hold normalised answers,
-   which is why the script never lowercases or maps digits on them; pass
+2. The human answers are compared *as stored* (not even stripped), except that when they are not
+   all identical each goes through ``processPunctuation`` only.  VQA v2 annotations already hold
+   normalised answers, which is why the script never lowercases or maps digits on them; pass
    ``normalize_references=True`` to run the full normalisation on raw answers of another dataset.
-3. Accuracy = the mean, over the 10 ways of leaving one human out, of
+
+With ``VqaEvalRules.SINCE_2021`` (the script today): the prediction and the human answers have
+newlines and tabs turned into spaces and are stripped; then only when the human answers are not all
+identical do both they and the prediction go through ``processPunctuation`` and
+``processDigitArticle``; when they are all identical the prediction is compared unnormalised ("Two"
+against ten "2" scores 0 there, 1 with the pre-2021 rules).
+
+3. Accuracy (both) = the mean, over the 10 ways of leaving one human out, of
    ``min(1, #remaining humans who gave the predicted answer / 3)``.  That leave-one-out average is
    close to, but not the same as, the formula usually quoted, ``min(1, #humans / 3)``: with 3
    matching humans out of 10 it is 0.9, not 1 (see :func:`vqa_accuracy_simple` for the quoted one).
@@ -17,15 +27,24 @@ script behind the VQA v2 leaderboard, which BLIP's test-dev numbers come from). 
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
 from openblip.evaluate._checks import check_same_keys, check_strings
 
-__all__ = ["normalize_answer", "vqa_accuracy", "vqa_accuracy_simple", "vqa_score"]
+__all__ = ["VqaEvalRules", "normalize_answer", "vqa_accuracy", "vqa_accuracy_simple", "vqa_score"]
 
 K = TypeVar("K", bound=Hashable)
+
+
+class VqaEvalRules(enum.Enum):
+    """Which version of GT-Vision-Lab/VQA's vqaEval.py the accuracy reproduces (module docstring)."""
+
+    PRE_2021 = "pre-2021"  # before commit a013f00 (2021-03-11): BLIP's and LAVIS's numbers
+    SINCE_2021 = "2021"  # "Fixed processing answers bug" and after: the script as it is today
+
 
 # Characters processPunctuation deletes or replaces with a space (not the period, which has its
 # own rule, and not the apostrophe or colon, which the current script leaves alone).
@@ -113,29 +132,55 @@ def _process_digit_article(text: str) -> str:
 def normalize_answer(answer: str) -> str:
     """The official normalisation of a predicted answer: "Two dogs." -> "2 dogs",
     "the Yes!" -> "yes", "dont" -> "don't"."""
-    answer = answer.replace("\n", " ").replace("\t", " ").strip()
+    return _normalize(_strip(answer))
+
+
+def _compared(
+    prediction: str, human_answers: Sequence[str], rules: VqaEvalRules, normalize_references: bool
+) -> tuple[str, list[str]]:
+    """The prediction and the human answers as the chosen script version compares them."""
+    if not isinstance(rules, VqaEvalRules):
+        raise TypeError(f"rules must be a VqaEvalRules, got {rules!r}")
+    if rules is VqaEvalRules.PRE_2021:
+        if normalize_references:
+            return normalize_answer(prediction), [normalize_answer(a) for a in human_answers]
+        if len(set(human_answers)) > 1:
+            return normalize_answer(prediction), [_process_punctuation(a) for a in human_answers]
+        return normalize_answer(prediction), list(human_answers)
+    if normalize_references:
+        raise ValueError("normalize_references applies to the pre-2021 rules; the 2021 script normalises them itself")
+    pred = _strip(prediction)
+    refs = [_strip(a) for a in human_answers]
+    if len(set(refs)) > 1:
+        return _normalize(pred), [_normalize(a) for a in refs]
+    return pred, refs
+
+
+def _strip(answer: str) -> str:
+    return answer.replace("\n", " ").replace("\t", " ").strip()
+
+
+def _normalize(answer: str) -> str:
     return _process_digit_article(_process_punctuation(answer))
 
 
-def _normalized_references(human_answers: Sequence[str], normalize_references: bool) -> list[str]:
-    if normalize_references:
-        return [normalize_answer(a) for a in human_answers]
-    if len(set(human_answers)) > 1:
-        return [_process_punctuation(a) for a in human_answers]
-    return list(human_answers)
-
-
-def vqa_accuracy(prediction: str, human_answers: Sequence[str], *, normalize_references: bool = False) -> float:
+def vqa_accuracy(
+    prediction: str,
+    human_answers: Sequence[str],
+    *,
+    normalize_references: bool = False,
+    rules: VqaEvalRules = VqaEvalRules.PRE_2021,
+) -> float:
     """Official VQA accuracy of one predicted answer, in [0, 1].
 
     The mean over each human answer left out of ``min(1, matches among the others / 3)``.  With the
     usual 10 answers and m of them equal to the (normalised) prediction this is 0 for m = 0, 0.3
     for 1, 0.6 for 2, 0.9 for 3 and 1 from 4 on.  A single human answer always gives 0 (nobody is
-    left to agree), as in the script.
+    left to agree), as in the script.  ``rules``: which version of the script (VqaEvalRules; the
+    pre-2021 one by default, as BLIP's and LAVIS's numbers).
     """
     check_strings(human_answers, "human answers")
-    pred = normalize_answer(prediction)
-    refs = _normalized_references(human_answers, normalize_references)
+    pred, refs = _compared(prediction, human_answers, rules, normalize_references)
     matches = sum(ref == pred for ref in refs)
     total = 0.0
     for ref in refs:
@@ -144,17 +189,26 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str], *, normalize_ref
     return total / len(refs)
 
 
-def vqa_accuracy_simple(prediction: str, human_answers: Sequence[str], *, normalize_references: bool = False) -> float:
+def vqa_accuracy_simple(
+    prediction: str,
+    human_answers: Sequence[str],
+    *,
+    normalize_references: bool = False,
+    rules: VqaEvalRules = VqaEvalRules.PRE_2021,
+) -> float:
     """The commonly quoted form ``min(1, #humans who gave the answer / 3)`` (also the soft target
     of VQA training), with the same normalisation as :func:`vqa_accuracy`."""
     check_strings(human_answers, "human answers")
-    pred = normalize_answer(prediction)
-    refs = _normalized_references(human_answers, normalize_references)
+    pred, refs = _compared(prediction, human_answers, rules, normalize_references)
     return min(1.0, sum(ref == pred for ref in refs) / 3)
 
 
 def vqa_score(
-    predictions: Mapping[K, str], answers: Mapping[K, Sequence[str]], *, normalize_references: bool = False
+    predictions: Mapping[K, str],
+    answers: Mapping[K, Sequence[str]],
+    *,
+    normalize_references: bool = False,
+    rules: VqaEvalRules = VqaEvalRules.PRE_2021,
 ) -> float:
     """Overall VQA accuracy in percent (0-100, unrounded), as the script's ``accuracy['overall']``
     before its rounding to two decimals: the mean of :func:`vqa_accuracy` over the questions.
@@ -169,5 +223,5 @@ def vqa_score(
         if not isinstance(prediction, str):
             raise TypeError(f"prediction for question {key!r} must be a str, got {type(prediction).__name__}")
         check_strings(answers[key], f"human answers of question {key!r}")
-        total += vqa_accuracy(prediction, answers[key], normalize_references=normalize_references)
+        total += vqa_accuracy(prediction, answers[key], normalize_references=normalize_references, rules=rules)
     return 100.0 * total / len(predictions)
