@@ -36,7 +36,7 @@ def test_vqa_rules_option(
     split.write_text("".join(json.dumps(r) + "\n" for r in rows))
     given = {"how many?": "Two", "is it red?": "yes"}
 
-    def answer_questions(model, tokenizer, pixels, questions, cfg=None):  # type: ignore[no-untyped-def]
+    def answer_questions(model, tokenizer, pixels, questions, cfg=None):
         return [Answer(given[q], 0.0) for q in questions]
 
     monkeypatch.setattr(openblip.evaluate.harness, "answer_questions", answer_questions)

@@ -174,7 +174,7 @@ def test_default_rules_are_the_original() -> None:
 def test_token_logprobs_sum_to_the_hypothesis() -> None:
     """Each finished hypothesis carries its tokens' log-probabilities (0 at prompt and padding)."""
     table, prompt, cfg, original, _ = HAND[2]
-    config = GenerationConfig(eos_token_id=EOS, pad_token_id=F, **cfg)  # type: ignore[arg-type]
+    config = GenerationConfig(eos_token_id=EOS, pad_token_id=F, **cfg)
     out = beam_search(FakeLM(table), _Contexts(), torch.tensor([prompt]), config)  # type: ignore[arg-type]
     lengths = [3, 4]  # tokens before [SEP]: the 4.15 divisor
     for row, length in enumerate(lengths):
@@ -242,7 +242,7 @@ def _until_eos(rows: list[list[int]], eos: int, pad: int) -> list[list[int]]:
 def test_hand_worked_cases_are_what_transformers_4_15_does(tf415: Path, tmp_path: Path) -> None:
     cases = []
     for table, prompt, cfg, _, _ in HAND:
-        config = GenerationConfig(eos_token_id=EOS, pad_token_id=F, **cfg)  # type: ignore[arg-type]
+        config = GenerationConfig(eos_token_id=EOS, pad_token_id=F, **cfg)
         cases.append({"cfg": _driver_cfg(config), "prompt": torch.tensor([prompt]), "table": table, "vocab": VOCAB})
     for got, (_, _, _, (want_seqs, want_scores), _) in zip(_run_tf415(tf415, cases, tmp_path), HAND, strict=True):
         assert _until_eos(got["sequences"], EOS, F) == want_seqs
