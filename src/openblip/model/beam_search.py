@@ -92,13 +92,13 @@ class _Candidates:
 def _candidates(
     logits: torch.Tensor, st: _Beams, active: torch.Tensor, length: int, cfg: GenerationConfig
 ) -> _Candidates:
-    b, k = active.numel(), cfg.num_beams
+    """logits (b*k, V) of the active contexts' running beams at position `length`."""
+    b, k, vocab = active.numel(), cfg.num_beams, logits.shape[-1]
     seq = st.run_seq[active]  # (b, k, L)
     logp = F.log_softmax(logits.float(), -1)
-    logp = process(logp, seq[:, :, :length].reshape(b * k, length), cfg).view(b, k * logits.shape[-1])
-    total = (logp.view(b, k, -1) + st.run_score[active][:, :, None]).view(b, -1)
-    score, idx = torch.topk(total, 2 * k)  # (b, 2k)
-    vocab = logits.shape[-1]
+    logp = process(logp, seq[:, :, :length].reshape(b * k, length), cfg).view(b, k * vocab)
+    total = (logp.view(b, k, vocab) + st.run_score[active][:, :, None]).view(b, k * vocab)
+    score, idx = torch.topk(total, 2 * k)  # (b, 2k), best first
     beam = idx // vocab
     token = idx % vocab
     rows = beam[:, :, None].expand(-1, -1, cfg.max_length)
