@@ -142,3 +142,26 @@ def test_scores_give_each_captions_word_probabilities(cli, models, images) -> No
                 assert [w["prob"] for w in row["words"]] == pytest.approx([w.prob for w in cap.words], abs=1e-6)
                 assert all(0.0 < w["prob"] <= 1.0 for w in row["words"])
                 assert row["mean_logprob"] == pytest.approx(cap.mean_logprob, abs=1e-6) and row["mean_logprob"] < 0
+
+
+def test_beam_rules_flag_reaches_the_beam_search(cli, models, images, monkeypatch) -> None:
+    """--beam-rules picks GenerationConfig.beam_rules for caption and vqa (default: the original's
+    transformers 4.15 rules); the CLI's captions equal the API's under the same rules."""
+    import openblip
+    from openblip.cli import build_parser
+    from openblip.cli.common import beam_rules_of
+    from openblip.model.generation_config import BeamRules
+
+    parser = build_parser()
+    for command in (["caption", "x.png", "--model", "m"], ["vqa", "x.png", "--question", "what?", "--model", "m"]):
+        assert beam_rules_of(parser.parse_args(command)) is BeamRules.ORIGINAL
+        chosen = parser.parse_args([*command, "--beam-rules", "transformers"])
+        assert beam_rules_of(chosen) is BeamRules.TRANSFORMERS
+    pipe = openblip.load(models["full"])
+    for flag, rules in (("transformers", BeamRules.TRANSFORMERS), ("transformers-4.15", BeamRules.ORIGINAL)):
+        r = cli("caption", *images, "--model", models["full"], "--max-length", "12", "--beam-rules", flag)
+        assert r.code == 0, r.stderr
+        api = pipe.caption(images, max_length=12, beam_rules=rules)
+        assert [rec["caption"] for rec in r.records] == [res.caption for res in api]
+    r = cli("caption", images[0], "--model", models["full"], "--beam-rules", "newest")
+    assert r.code == 2 and "--beam-rules" in r.stderr

@@ -19,9 +19,11 @@ from openblip.cli import UsageError
 from openblip.cli.common import (
     IMAGES_HELP,
     STDIN_HELP,
+    add_beam_rules,
     add_command,
     add_model_arguments,
     add_run_arguments,
+    beam_rules_of,
     check_run_arguments,
     finite_float,
     images_of,
@@ -66,6 +68,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--repetition-penalty", type=finite_float, help="default: 1.0 for beam search, 1.1 for sampling")
     g.add_argument("--length-penalty", type=finite_float, default=1.0, help="beam search (default: %(default)s)")
     g.add_argument("--no-repeat-ngram-size", type=int, default=0, help="forbid repeated n-grams (default: off)")
+    add_beam_rules(g)
     p.add_argument(
         "--scores",
         action="store_true",
@@ -99,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
             no_repeat_ngram_size=args.no_repeat_ngram_size,
             num_captions=args.num_captions,
             seed=args.seed,
+            beam_rules=beam_rules_of(args),
         )
     except ValueError as e:
         raise UsageError(str(e)) from e

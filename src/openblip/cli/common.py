@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the API module imports torch and the models: loaded when a 
 
     from openblip.api import BlipPipeline
     from openblip.model.blip import Blip
+    from openblip.model.generation_config import BeamRules
 
 
 def add_command(subparsers: Any, name: str, summary: str, doc: str | None) -> argparse.ArgumentParser:
@@ -230,3 +231,23 @@ def item_batches(pipeline: BlipPipeline, names: Sequence[str], size: int, desc: 
         for batch in batches(names, size):
             yield load_items(pipeline, batch)
             bar.update(len(batch))
+
+
+BEAM_RULES_HELP = (
+    "how beam search scores and stops: 'transformers-4.15' (default) as the original BLIP code computed it, "
+    "'transformers' as today's transformers does (to compare with a transformers pipeline); see docs/parity.md"
+)
+
+
+BEAM_RULES = ("transformers-4.15", "transformers")  # BeamRules' values; the model is not imported for --help
+
+
+def add_beam_rules(group: argparse._ActionsContainer) -> None:
+    """`--beam-rules`, the CLI face of GenerationConfig.beam_rules (caption and vqa)."""
+    group.add_argument("--beam-rules", choices=BEAM_RULES, default=BEAM_RULES[0], help=BEAM_RULES_HELP)
+
+
+def beam_rules_of(args: argparse.Namespace) -> BeamRules:
+    from openblip.model.generation_config import BeamRules
+
+    return BeamRules(args.beam_rules)

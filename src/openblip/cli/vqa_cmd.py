@@ -18,9 +18,11 @@ from openblip.cli.common import (
     IMAGES_HELP,
     STDIN_HELP,
     Item,
+    add_beam_rules,
     add_command,
     add_model_arguments,
     add_run_arguments,
+    beam_rules_of,
     check_run_arguments,
     images_of,
     item_batches,
@@ -42,6 +44,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--num-beams", type=int, default=3, help="generation beams (default: %(default)s)")
     p.add_argument("--max-length", type=int, default=10, help="answer tokens incl. [DEC] (default: %(default)s)")
     p.add_argument("--min-length", type=int, help="answer tokens incl. [DEC] (default: 1)")
+    add_beam_rules(p)
     add_model_arguments(p)
     add_run_arguments(p)
     p.set_defaults(run=run)
@@ -57,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--rank-k must be >= 1, got {args.rank_k}")
     try:
         cfg = GenerationConfig(
-            max_length=args.max_length, min_length=min_length_of(args, default=1), num_beams=args.num_beams
+            max_length=args.max_length,
+            min_length=min_length_of(args, default=1),
+            num_beams=args.num_beams,
+            beam_rules=beam_rules_of(args),
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
