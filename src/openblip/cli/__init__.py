@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.data_cmd",
     "openblip.cli.train_cmd",
     "openblip.cli.eval_cmd",
+    "openblip.cli.serve_cmd",
 )
 
 

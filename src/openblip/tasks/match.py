@@ -81,3 +81,30 @@ def match_images_texts(
     itc = model.itc_similarity(model.image_embed(tokens), model.text_embed(ids, mask)).float()
     logits = itm_match_logits(model, ids, mask, tokens)  # (B, T, 2)
     return MatchScores(logits.softmax(-1)[..., 1].cpu(), itc.cpu(), logits[..., 1].cpu())
+
+
+@dataclass
+class PairScores:
+    itm: torch.Tensor  # (B,) probability that image b matches text b
+    image_embeds: torch.Tensor  # (B, E) ITC image features, float32 on the CPU
+
+
+@torch.inference_mode()
+def match_pairs(
+    model: Blip, tokenizer: Tokenizer, pixels: torch.Tensor, texts: Sequence[str], *, clean: bool = True
+) -> PairScores:
+    """ITM probability of each (image b, text b) pair, and the images' ITC features: scoring a
+    model's own outputs (a caption against its image) needs the B diagonal pairs, not the B×B
+    grid of match_images_texts. An empty text is a ValueError naming it."""
+    require_heads(model, "image-text matching")
+    if len(texts) != pixels.shape[0]:
+        raise ValueError(f"{len(texts)} texts for {pixels.shape[0]} images")
+    if pixels.shape[0] == 0:
+        return PairScores(torch.zeros(0), torch.zeros(0, model.cfg.embed_dim))
+    clean_texts(texts, clean)
+    cleaned = [check_text(t, i, clean) for i, t in enumerate(texts)]
+    ids, mask = tokenize(tokenizer, cleaned, token_limit(model, RETRIEVAL_MAX_TOKENS), model.device)
+    tokens = encode_images(model, pixels)  # (B, 1+N, Dv)
+    logits = model.itm_logits(ids, mask, tokens).float()  # (B, 2): row b reads image b
+    embeds = torch.nn.functional.normalize(model.image_embed(tokens).float(), dim=-1).cpu()
+    return PairScores(logits.softmax(-1)[:, 1].cpu(), embeds)

@@ -90,6 +90,18 @@ def answer_questions(
     cfg: GenerationConfig = VQA_GENERATION,
 ) -> list[Answer]:
     """Open-ended answers, one per (image, question) pair of the batch."""
+    return [a[0] for a in answer_questions_n(model, tokenizer, pixels, questions, cfg)]
+
+
+@torch.inference_mode()
+def answer_questions_n(
+    model: Blip,
+    tokenizer: Tokenizer,
+    pixels: torch.Tensor,
+    questions: Sequence[str],
+    cfg: GenerationConfig = VQA_GENERATION,
+) -> list[list[Answer]]:
+    """cfg.num_return_sequences open-ended answers per (image, question) pair (beam search: best first)."""
     check_answer_length(model, cfg)
     if pixels.shape[0] == 0:
         return []
@@ -97,16 +109,17 @@ def answer_questions(
     assert model.text_decoder is not None
     start = torch.tensor([tokenizer.dec_id])
     lengths = states.mask.sum(1).tolist()
-    answers: list[Answer | None] = [None] * len(lengths)
+    answers: list[list[Answer]] = [[] for _ in lengths]
+    group = cfg.num_return_sequences
     for length in sorted(set(lengths)):
         rows = [i for i, n in enumerate(lengths) if n == length]
         context = states.hidden[rows, :length]  # no padding left: the all-ones mask is exact
         out = generate(model.text_decoder, context, start, cfg)
         for j, i in enumerate(rows):
-            r = j * cfg.num_return_sequences  # best sequence of this question
-            text = tokenizer.decode(out.sequences[r].cpu(), clean_up_tokenization_spaces=True).strip()
-            answers[i] = Answer(text, float(out.scores[r]))
-    return [a for a in answers if a is not None]
+            for r in range(j * group, (j + 1) * group):  # this question's sequences, best first
+                text = tokenizer.decode(out.sequences[r].cpu(), clean_up_tokenization_spaces=True).strip()
+                answers[i].append(Answer(text, float(out.scores[r])))
+    return answers
 
 
 @torch.inference_mode()
