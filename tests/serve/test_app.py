@@ -303,3 +303,58 @@ def test_bad_http(client: httpx.Client) -> None:
     many = [("image", (f"{i}.png", png_bytes(i), "image/png")) for i in range(4)]
     error_of(client.post("/v1/caption", files=many), 400)
     assert "given twice" in error_of(client.post("/v1/caption", files=files, data={"num_beams": ["1", "2"]}), 422)
+
+
+# ---- OpenAI-compatible chat, captioning (the VQA side: test_openai_compat.py) ----------------------
+def _chat(client: httpx.Client, server: Server, **kw: Any) -> httpx.Response:
+    content = [{"type": "image_url", "image_url": {"url": IMG}}]
+    return client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": content}], **kw})
+
+
+def _model_id(server: Server) -> str:
+    return httpx.get(server.url + "/v1/models", headers=AUTH).json()["data"][0]["id"]
+
+
+def test_chat_caption_with_the_openai_client(server: Server, client: httpx.Client) -> None:
+    openai = pytest.importorskip("openai")
+    oa = openai.OpenAI(base_url=server.url + "/v1", api_key=KEY, max_retries=0)
+    model = oa.models.list().data[0].id
+    image = {"type": "image_url", "image_url": {"url": IMG}}
+    out = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": [image]}])
+    expected = client.post("/v1/caption", json={"images": [IMG]}).json()["results"][0]["caption"]
+    assert out.choices[0].message.content == expected  # temperature 0 / omitted: the original's beam search
+    assert out.choices[0].model_extra["itm_score"] is not None
+    sampled = [
+        oa.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": [image]}], n=3, temperature=0.9, top_p=0.8, seed=11
+        )
+        for _ in range(2)
+    ]
+    assert len(sampled[0].choices) == 3
+    assert [c.message.content for c in sampled[0].choices] == [c.message.content for c in sampled[1].choices]
+    short = oa.chat.completions.create(model=model, messages=[{"role": "user", "content": [image]}], max_tokens=2)
+    assert short.usage.completion_tokens <= 2 and short.choices[0].finish_reason == "length"
+    with pytest.raises(openai.NotFoundError):
+        oa.chat.completions.create(model="other", messages=[{"role": "user", "content": [image]}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.url + "/v1", api_key="wrong", max_retries=0).models.list()
+
+
+def test_chat_bad_requests(client: httpx.Client, server: Server) -> None:
+    assert "streaming" in error_of(_chat(client, server, stream=True), 400)
+    assert "answers no questions" in error_of(
+        client.post(
+            "/v1/chat/completions",
+            json={"model": _model_id(server), "messages": [{"role": "user", "content": [{"type": "text", "text": "why?"}, {"type": "image_url", "image_url": {"url": IMG}}]}]},
+        ),
+        400,
+    )
+    two = [{"type": "image_url", "image_url": {"url": IMG}}] * 2
+    assert "exactly one image_url" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": two}]}), 400)
+    assert "exactly one image_url" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": "hi"}]}), 400)
+    assert "no user message" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "system", "content": "hi"}]}), 422)
+    error_of(_chat(client, server, n=0), 422)
+    error_of(_chat(client, server, temperature=3), 422)
+    error_of(_chat(client, server, max_tokens=0), 422)
+    error_of(_chat(client, server, logit_bias={}), 422)
+    error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": [{"type": "video", "x": 1}]}]}), 422)
