@@ -284,10 +284,14 @@ def test_bad_task_requests(client: httpx.Client, path: str, body: dict[str, Any]
 
 
 def test_bad_http(client: httpx.Client) -> None:
-    assert "not valid JSON" in error_of(client.post("/v1/caption", content=b"{bad", headers={"Content-Type": "application/json"}), 400)
+    assert "not valid JSON" in error_of(
+        client.post("/v1/caption", content=b"{bad", headers={"Content-Type": "application/json"}), 400
+    )
     assert "empty request body" in error_of(client.post("/v1/caption", content=b""), 400)
     assert "JSON object" in error_of(client.post("/v1/caption", json=[1, 2]), 422)
-    assert "content type" in error_of(client.post("/v1/caption", content=b"x", headers={"Content-Type": "text/plain"}), 415)
+    assert "content type" in error_of(
+        client.post("/v1/caption", content=b"x", headers={"Content-Type": "text/plain"}), 415
+    )
     big = {"images": [IMG], "prompt": "x" * LIMIT_BYTES}
     assert "larger than the limit" in error_of(client.post("/v1/caption", json=big), 413)
 
@@ -295,7 +299,9 @@ def test_bad_http(client: httpx.Client) -> None:
         for _ in range(10):
             yield b" " * 10_000
 
-    assert "larger than the limit" in error_of(client.post("/v1/caption", content=chunks(), headers={"Content-Type": "application/json"}), 413)
+    assert "larger than the limit" in error_of(
+        client.post("/v1/caption", content=chunks(), headers={"Content-Type": "application/json"}), 413
+    )
     error_of(client.get("/v1/nothing"), 404)
     error_of(client.get("/v1/caption"), 405)
     files = {"image": ("a.txt", b"plain text", "text/plain")}
@@ -308,7 +314,10 @@ def test_bad_http(client: httpx.Client) -> None:
 # ---- OpenAI-compatible chat, captioning (the VQA side: test_openai_compat.py) ----------------------
 def _chat(client: httpx.Client, server: Server, **kw: Any) -> httpx.Response:
     content = [{"type": "image_url", "image_url": {"url": IMG}}]
-    return client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": content}], **kw})
+    return client.post(
+        "/v1/chat/completions",
+        json={"model": _model_id(server), "messages": [{"role": "user", "content": content}], **kw},
+    )
 
 
 def _model_id(server: Server) -> str:
@@ -345,16 +354,45 @@ def test_chat_bad_requests(client: httpx.Client, server: Server) -> None:
     assert "answers no questions" in error_of(
         client.post(
             "/v1/chat/completions",
-            json={"model": _model_id(server), "messages": [{"role": "user", "content": [{"type": "text", "text": "why?"}, {"type": "image_url", "image_url": {"url": IMG}}]}]},
+            json={
+                "model": _model_id(server),
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "text", "text": "why?"}, {"type": "image_url", "image_url": {"url": IMG}}],
+                    }
+                ],
+            },
         ),
         400,
     )
     two = [{"type": "image_url", "image_url": {"url": IMG}}] * 2
-    assert "exactly one image_url" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": two}]}), 400)
-    assert "exactly one image_url" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": "hi"}]}), 400)
-    assert "no user message" in error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "system", "content": "hi"}]}), 422)
+    assert "exactly one image_url" in error_of(
+        client.post(
+            "/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": two}]}
+        ),
+        400,
+    )
+    assert "exactly one image_url" in error_of(
+        client.post(
+            "/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": "hi"}]}
+        ),
+        400,
+    )
+    assert "no user message" in error_of(
+        client.post(
+            "/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "system", "content": "hi"}]}
+        ),
+        422,
+    )
     error_of(_chat(client, server, n=0), 422)
     error_of(_chat(client, server, temperature=3), 422)
     error_of(_chat(client, server, max_tokens=0), 422)
     error_of(_chat(client, server, logit_bias={}), 422)
-    error_of(client.post("/v1/chat/completions", json={"model": _model_id(server), "messages": [{"role": "user", "content": [{"type": "video", "x": 1}]}]}), 422)
+    error_of(
+        client.post(
+            "/v1/chat/completions",
+            json={"model": _model_id(server), "messages": [{"role": "user", "content": [{"type": "video", "x": 1}]}]},
+        ),
+        422,
+    )

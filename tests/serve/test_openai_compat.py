@@ -22,7 +22,8 @@ IMG = data_url(png_bytes(0))
 @pytest.fixture(scope="module")
 def server(start_server: Any, serve_models: dict[str, str]) -> Server:
     return start_server(
-        "--model", serve_models["vqa"], "--scorer", serve_models["full"], "--allow-remote-images", "--max-body-mb", "0.1"
+        "--model", serve_models["vqa"], "--scorer", serve_models["full"],
+        "--allow-remote-images", "--max-body-mb", "0.1",
     )  # fmt: skip
 
 
@@ -37,7 +38,7 @@ def image_host() -> Iterator[str]:
     files = {"/a.png": png_bytes(0), "/big.png": png_bytes(5, size=(300, 300))}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             data = files.get(self.path)
             self.send_response(200 if data else 404)
             self.send_header("Content-Length", str(len(data or b"")))
@@ -92,7 +93,9 @@ def test_vqa_generate_and_rank(client: httpx.Client, serve_models: dict[str, str
     got = [x["answer"] for x in r.json()["results"]]
     assert got == [a.answer for a in pipe.answer([png_bytes(0), png_bytes(1)], "what color?")]
     assert all(x["itm_score"] is not None for x in r.json()["results"])
-    ranked = client.post("/v1/vqa", json={"images": [IMG], "question": "what color?", "answers": ["red", "blue", "two"]})
+    ranked = client.post(
+        "/v1/vqa", json={"images": [IMG], "question": "what color?", "answers": ["red", "blue", "two"]}
+    )
     assert ranked.status_code == 200, ranked.text
     want = pipe.answer(png_bytes(0), "what color?", candidates=["red", "blue", "two"])[0].answer
     assert ranked.json()["results"][0]["answer"] == want
