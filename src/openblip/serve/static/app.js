@@ -25,6 +25,7 @@ async function loadModel() {
     $("model").textContent = `${m.id}` + (m.scorer ? ` · scorer ${m.scorer}` : " · no scorer");
     $("search-panel").hidden = !caps.search;
     $("explain").hidden = !caps.explain;
+    $("ask-form").querySelector("button").disabled = !caps.vqa;
     if (!caps.vqa) $("answer-note").textContent = caps.caption
       ? "this model captions; questions need a VQA model" : "";
     if (!caps.match) $("match-panel").querySelector("button").disabled = true;
