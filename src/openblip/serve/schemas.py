@@ -18,7 +18,15 @@ from openblip.tasks.caption import DEFAULT_PROMPT
 from openblip.tasks.classify import DEFAULT_TEMPLATE
 
 _TEXT = 2000  # characters in one text, question, label or prompt: a longer one is a mistake
-ImageRef = Annotated[str, Field(min_length=1, description="data:image/...;base64,... URL (or http(s) URL)")]
+# An 8x8 orange PNG: the examples of /docs (and of API testers' explicit phase) are real requests
+EXAMPLE_IMAGE = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mM8EaDBgA0w"
+    "MeAAg1MCAP8oAVCGkvfKAAAAAElFTkSuQmCC"
+)
+ImageRef = Annotated[
+    str,
+    Field(min_length=1, description="data:image/...;base64,... URL (or http(s) URL)", examples=[EXAMPLE_IMAGE]),
+]
 Text = Annotated[str, Field(max_length=_TEXT)]
 Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
@@ -28,6 +36,8 @@ class _Strict(BaseModel):
 
 
 class CaptionRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE]}]})
+
     images: list[ImageRef] = Field(min_length=1)
     prompt: Text = Field(DEFAULT_PROMPT, description="the decoder continues this text; removed from the caption")
     sample: bool = Field(False, description="nucleus sampling instead of beam search")
@@ -43,6 +53,10 @@ class CaptionRequest(_Strict):
 
 
 class VqaRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "question": "what color is it?"}]}
+    )
+
     images: list[ImageRef] = Field(min_length=1)
     question: Text = Field(min_length=1)
     answers: list[Text] | None = Field(None, min_length=1, description="rank these candidates instead of generating")
@@ -52,16 +66,29 @@ class VqaRequest(_Strict):
 
 
 class MatchRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "texts": ["an orange square", "a dog"]}]},
+    )
+
     images: list[ImageRef] = Field(min_length=1)
     texts: list[Text] = Field(min_length=1)
 
 
 class EmbedRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "texts": ["an orange square"]}]}
+    )
+
     images: list[ImageRef] | None = None
     texts: list[Text] | None = None
 
 
 class ClassifyRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "labels": ["orange", "blue"]}]}
+    )
+
     images: list[ImageRef] = Field(min_length=1)
     labels: list[Text] = Field(min_length=1)
     template: Text = Field(DEFAULT_TEMPLATE, description="a label's prompt; {} is replaced by the label")
@@ -70,6 +97,8 @@ class ClassifyRequest(_Strict):
 
 
 class SearchRequest(_Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["an orange square"], "k": 3}]})
+
     texts: list[Text] | None = Field(None, description="find images of the index (an index of images)")
     images: list[ImageRef] | None = Field(None, description="find texts of the index (an index of texts)")
     k: int = Field(10, ge=1, le=1000)
@@ -102,6 +131,20 @@ class ChatMessage(_Strict):
 
 
 class ChatRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "M",
+                    "messages": [
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": EXAMPLE_IMAGE}}]}
+                    ],
+                }
+            ]
+        },
+    )
+
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=512, description="new tokens; default: the original's lengths")
