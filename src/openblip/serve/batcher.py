@@ -42,6 +42,7 @@ class _Job:
     item: Any
     future: asyncio.Future[Any]
     since: float = field(default_factory=time.monotonic)
+    queued: bool = True  # counted in the queue's depth (False once taken, or given up)
 
 
 class MicroBatcher:
@@ -91,6 +92,9 @@ class MicroBatcher:
         except BaseException:
             for j in jobs:  # the caller gave up (timeout, disconnect): skip what has not started
                 j.future.cancel()
+                if j.queued:  # it leaves the queue's count now, not when the loop reaches it
+                    j.queued = False
+                    self._waiting -= 1
             raise
 
     async def stop(self) -> None:
@@ -155,8 +159,9 @@ class MicroBatcher:
         jobs: list[_Job] = []
         while group and len(jobs) < self.max_batch:
             job = group.popleft()
-            self._waiting -= 1
-            if not job.future.cancelled():
+            if job.queued:
+                job.queued = False
+                self._waiting -= 1
                 jobs.append(job)
         return jobs
 

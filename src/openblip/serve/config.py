@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from openblip.limits import DEFAULT_MAX_PIXELS
@@ -13,7 +13,8 @@ MiB = 1 << 20
 @dataclass(frozen=True)
 class ServeConfig:
     model_id: str  # the name /v1/models and chat completions use (the --model argument)
-    api_key: str | None = None  # every endpoint but /healthz needs `Authorization: Bearer KEY`
+    # every endpoint but /healthz needs `Authorization: Bearer KEY`; kept out of repr (and logs)
+    api_key: str | None = field(default=None, repr=False)
     max_batch: int = 32  # images (or texts) per model call
     max_wait_ms: float = 10.0  # how long the first item of a batch waits for company
     max_queue: int = 256  # items waiting for the model; more answer 503 + Retry-After

@@ -88,6 +88,8 @@ class ServerState:
                 data = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ApiError(400, f"body is not valid JSON ({e})") from e
+            except RecursionError as e:  # "[[[[..." deeper than the parser's stack
+                raise ApiError(400, "body is not valid JSON (nested too deeply)") from e
             if not isinstance(data, dict):
                 raise ApiError(422, f"body must be a JSON object, got {type(data).__name__}")
         elif ctype == "multipart/form-data":
