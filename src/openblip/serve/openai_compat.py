@@ -10,8 +10,9 @@ when the server has a scorer.
 Settings: temperature 0 or omitted = beam search with the original's settings (deterministic);
 temperature > 0 = nucleus sampling at that temperature with `top_p` (default 0.9, the
 original's); `n` completions (beams or samples); `seed` makes sampling repeatable;
-`max_tokens` caps the new tokens (the prompt, [DEC] and [SEP] not counted as new). Streaming is
-not offered (BLIP's outputs are a few words).
+`max_tokens` caps the generated tokens, the closing [SEP] included (so the text has at most
+that many word pieces; finish_reason "length" when the cap cut it). Streaming is not offered
+(BLIP's outputs are a few words).
 """
 
 from __future__ import annotations
