@@ -288,6 +288,16 @@ def test_bad_http(client: httpx.Client) -> None:
         client.post("/v1/caption", content=b"{bad", headers={"Content-Type": "application/json"}), 400
     )
     assert "empty request body" in error_of(client.post("/v1/caption", content=b""), 400)
+    for raw, words in [
+        (b'{"images": [], "temperature": NaN}', "NaN is not a JSON value"),
+        (b'{"seed": 1' + b"0" * 5000 + b"}", "digits"),
+        (b"[" * 50_000, "nested too deeply"),
+        (b'{"images": ["x"], "prompt": "a \\ud83d b"}', "prompt"),  # a lone surrogate: not a string
+    ]:
+        r = client.post("/v1/caption", content=raw, headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500 and words in error_of(r, r.status_code), r.text
+    no_boundary = {"Content-Type": "multipart/form-data"}
+    assert "boundary" in error_of(client.post("/v1/caption", content=b"x", headers=no_boundary), 400)
     assert "JSON object" in error_of(client.post("/v1/caption", json=[1, 2]), 422)
     assert "content type" in error_of(
         client.post("/v1/caption", content=b"x", headers={"Content-Type": "text/plain"}), 415

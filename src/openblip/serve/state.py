@@ -31,6 +31,10 @@ _LIST_FIELDS = frozenset({"texts", "labels", "answers"})  # multipart: repeated 
 _FILE_FIELDS = ("image", "images")
 
 
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 class ServerState:
     def __init__(self, config: ServeConfig, engine: Engine) -> None:
         self.config = config
@@ -85,8 +89,8 @@ class ServerState:
             if not raw.strip():
                 raise ApiError(400, "empty request body: send a JSON object")
             try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                data = json.loads(raw, parse_constant=_not_json)
+            except (ValueError, UnicodeDecodeError) as e:  # also: NaN / Infinity, integers past 4300 digits
                 raise ApiError(400, f"body is not valid JSON ({e})") from e
             except RecursionError as e:  # "[[[[..." deeper than the parser's stack
                 raise ApiError(400, "body is not valid JSON (nested too deeply)") from e
