@@ -45,8 +45,7 @@ class Server:
     stderr_lines: list[str] = field(default_factory=list)
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then wait: the exit status (the server re-raises SIGTERM after its clean
-        shutdown, as uvicorn does, so -15 is a clean exit)."""
+        """SIGTERM, then wait: the exit status (0 after a clean shutdown)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)

@@ -51,7 +51,7 @@ def test_load_batches_without_errors_and_sigterm_loses_nothing(serve_models: dic
         second = load(
             server.url, "/v1/caption", BODY, requests=REQUESTS, concurrency=CLIENTS, on_answer=sigterm_after_300
         )
-        server.process.wait(60)
+        code = server.process.wait(60)
         exited_after = time.monotonic() - sent_at[0]
     finally:
         server.stop()
@@ -64,6 +64,7 @@ def test_load_batches_without_errors_and_sigterm_loses_nothing(serve_models: dic
     accepted, answered = int(done[1]), int(done[2])
     assert accepted == answered == REQUESTS + second.ok  # every accepted request reached its client
     assert exited_after < 20, exited_after
+    assert code == 0, server.stderr[-2000:]
 
 
 def test_load_result_quantiles() -> None:

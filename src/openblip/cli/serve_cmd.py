@@ -12,16 +12,20 @@ every caption and answer gets its ITM probability, recorded in /metrics and /v1/
 
 Binds to 127.0.0.1 unless --host says otherwise; --api-key (or $OPENBLIP_API_KEY) makes every
 endpoint but /healthz require `Authorization: Bearer KEY`. SIGTERM: stops taking connections,
-answers the requests in flight, exits (at most --shutdown-timeout seconds later). Prints the URL
-on stdout once listening.
+answers the requests in flight, exits with code 0 (at most --shutdown-timeout seconds later).
+Prints the URL on stdout once listening.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("listening on %s without --api-key: anyone who reaches this port can use the model", args.host)
     shown = f"[{host}]" if ":" in host else host
     print(f"openblip serve: http://{shown}:{port} (model {args.model})", flush=True)
-    server = uvicorn.Server(
+    server = _server_class(uvicorn)(
         uvicorn.Config(
             app,
             log_level="warning",
@@ -149,6 +153,28 @@ def run(args: argparse.Namespace) -> int:
     )
     server.run(sockets=[sock])
     return 0 if server.started else 1
+
+
+def _server_class(uvicorn: Any) -> Any:
+    """uvicorn's Server, except that SIGTERM / SIGINT end in exit code 0 after the graceful
+    shutdown: uvicorn raises the signal again once it has drained, so the process would end
+    "killed by SIGTERM" even when every request was answered. A second signal still forces
+    the exit (uvicorn's handle_exit)."""
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _open_index(args: argparse.Namespace, pipe: Any, scorer: Any) -> Any:
