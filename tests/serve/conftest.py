@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,6 +65,23 @@ def serve_models(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Callable[[
         "vqa": str(export_hf(tiny_blip("vqa", 1), tok, root / "vqa")),
         "caption": str(save_pretrained(tiny_blip("caption", 2), tok, root / "caption")),  # no heads
     }
+
+
+@pytest.fixture(scope="session")
+def gallery(tmp_path_factory: pytest.TempPathFactory, serve_models: dict[str, str]) -> Path:
+    """An image index built by the "full" model, of three images (g0.png .. g2.png beside it)."""
+    from openblip.api import load
+
+    root = tmp_path_factory.mktemp("gallery")
+    paths = []
+    for i in range(3):
+        p = root / f"g{i}.png"
+        p.write_bytes(png_bytes(10 + i))
+        paths.append(p)
+    pipe = load(serve_models["full"])
+    index = pipe.open_index(root / "index", "images")
+    pipe.index_images(index, paths)
+    return root / "index"
 
 
 def start(*args: str) -> Server:

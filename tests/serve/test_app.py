@@ -30,21 +30,6 @@ def keep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory: pytest.TempPathFactory, serve_models: dict[str, str]) -> Path:
-    """An image index built by the served model, of three images."""
-    root = tmp_path_factory.mktemp("gallery")
-    paths = []
-    for i in range(3):
-        p = root / f"g{i}.png"
-        p.write_bytes(png_bytes(10 + i))
-        paths.append(p)
-    pipe = load(serve_models["full"])
-    index = pipe.open_index(root / "index", "images")
-    pipe.index_images(index, paths)
-    return root / "index"
-
-
-@pytest.fixture(scope="module")
 def server(start_server: Any, serve_models: dict[str, str], keep_dir: Path, gallery: Path) -> Server:
     return start_server(
         "--model", serve_models["full"], "--scorer", serve_models["full"], "--api-key", KEY,

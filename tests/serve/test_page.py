@@ -1,6 +1,7 @@
 """The web page, driven in headless Chromium over the DevTools protocol against a live server:
 pick an image (the page's own file input, its change event, its fetch to /v1/caption), wait for
-the caption, match texts, read the quality panel, take a screenshot and check what it shows."""
+the caption, match texts, search the index, read the quality panel, take a screenshot and check
+what it shows."""
 
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ class DevTools:
 
 
 @pytest.fixture(scope="module")
-def server(start_server: Any, serve_models: dict[str, str]) -> Server:
-    return start_server("--model", serve_models["full"], "--scorer", serve_models["full"])
+def server(start_server: Any, serve_models: dict[str, str], gallery: Path) -> Server:
+    return start_server("--model", serve_models["full"], "--scorer", serve_models["full"], "--index", str(gallery))
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +137,13 @@ def test_upload_caption_match_quality_screenshot(page: DevTools, server: Server,
 
     page.wait_for("/scored/.test(document.getElementById('q-outputs').textContent)")
     assert re.match(r"\d+ \(\d+ scored\)", page.eval("document.getElementById('q-outputs').textContent"))
-    assert page.eval("document.getElementById('search-panel').hidden") is True  # no index loaded
+
+    assert page.eval("document.getElementById('search-panel').hidden") is False  # an index is loaded
+    page.eval("document.getElementById('query').value = 'a dog'")
+    page.eval("document.querySelector('#search-form button').click()")
+    page.wait_for("document.querySelectorAll('#hits li').length === 3")
+    hits = page.eval("[...document.querySelectorAll('#hits li')].map(li => li.textContent)")
+    assert all(re.search(r"g[0-2]\.png +\(score -?\d", h) for h in hits), hits
 
     shot = base64.b64decode(page.send("Page.captureScreenshot", format="png")["data"])
     (tmp_path / "page.png").write_bytes(shot)
