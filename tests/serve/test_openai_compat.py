@@ -16,6 +16,9 @@ from openblip.api import load
 
 from .conftest import Server, data_url, png_bytes
 
+# In-process results are compared with the server's exactly: one torch thread on both sides
+# (the server runs with OMP_NUM_THREADS=1), so that no reduction is split differently.
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 IMG = data_url(png_bytes(0))
 
 

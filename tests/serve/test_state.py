@@ -50,7 +50,7 @@ def app_server(
 ) -> Iterator[tuple[str, GatedEngine]]:
     path = save_pretrained(tiny_blip("full", 0), Tokenizer.default(), tmp_path_factory.mktemp("gated") / "m")
     engine = GatedEngine(load(path))
-    config = ServeConfig(model_id="m", max_batch=1, max_wait_ms=0, max_queue=2, request_timeout_s=2.0)
+    config = ServeConfig(model_id="m", max_batch=1, max_wait_ms=0, max_queue=2, request_timeout_s=5.0)
     server = uvicorn.Server(uvicorn.Config(create_app(config, engine), log_level="warning", lifespan="on"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -78,7 +78,7 @@ def test_queue_full_is_503_and_late_answers_are_504(app_server: tuple[str, Gated
         full = httpx.post(url + "/v1/caption", json=BODY, timeout=60)
         assert full.status_code == 503 and full.headers["Retry-After"] == "1"
         assert "--max-queue 2" in full.json()["error"]["message"]
-        late = [f.result() for f in [running, *queued]]  # nobody answered within 2 s
+        late = [f.result() for f in [running, *queued]]  # nobody answered within 5 s
     for r in late:
         assert r.status_code == 504 and "--request-timeout" in r.json()["error"]["message"]
     engine.gate.set()
