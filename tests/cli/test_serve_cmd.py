@@ -66,3 +66,18 @@ def test_index_of_another_model(capsys: pytest.CaptureFixture[str], models: dict
     other.index_texts(index, ["a dog"])
     code, err = _run(capsys, "--model", models["caption"], "--port", "0", "--index", str(tmp_path / "idx"))
     assert code == 2 and "not by --model or --scorer" in err
+
+
+def test_registering_serve_imports_no_server_nor_model() -> None:
+    """`openblip --help` must not pay for FastAPI, uvicorn or torch because serve is a command."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import argparse, json, sys; from openblip.cli import serve_cmd; "
+        "serve_cmd.register(argparse.ArgumentParser().add_subparsers()); "
+        "print(json.dumps([m for m in ('torch', 'fastapi', 'uvicorn', 'openblip.serve.app') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout) == []
