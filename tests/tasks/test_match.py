@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from openblip.tasks.inputs import embed_images, embed_texts
-from openblip.tasks.match import match_images_texts
+from openblip.tasks.match import match_images_texts, match_pairs
 from openblip.text_cleaning import pre_caption
 
 TEXTS = ["A dog running on the beach!", "two cats", "a red car parked near a very tall building at night"]
@@ -61,3 +61,17 @@ def test_a_text_with_nothing_left_is_refused_by_position(full_model, tokenizer, 
         match_images_texts(full_model, tokenizer, pixels, ["a dog", "!!!"])
     with pytest.raises(ValueError, match=r"text 0 is empty \('  '\)"):
         match_images_texts(full_model, tokenizer, pixels, ["  "], clean=False)
+
+
+def test_match_pairs_is_the_diagonal_of_the_grid(full_model, tokenizer, pixels) -> None:
+    """Pair b (image b, text b) scores as the grid's cell (b, b), and the features are
+    embed_images'."""
+    grid = match_images_texts(full_model, tokenizer, pixels, TEXTS)
+    pairs = match_pairs(full_model, tokenizer, pixels, TEXTS)
+    for b in range(3):
+        assert pairs.itm[b].item() == pytest.approx(grid.itm[b, b].item(), abs=1e-5)
+    assert torch.allclose(pairs.image_embeds, embed_images(full_model, pixels), atol=1e-6)
+    with pytest.raises(ValueError, match="2 texts for 3 images"):
+        match_pairs(full_model, tokenizer, pixels, TEXTS[:2])
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        match_pairs(full_model, tokenizer, pixels, ["a dog", "!!!", "a cat"])

@@ -8,6 +8,7 @@ from openblip.model.text import lm_loss
 from openblip.tasks.vqa import (
     VQA_GENERATION,
     answer_questions,
+    answer_questions_n,
     check_answer_length,
     clean_question,
     encode_questions,
@@ -99,3 +100,12 @@ def test_rank_refuses_blank_or_str_candidates(vqa_model, tokenizer, pixels) -> N
         rank_answers(vqa_model, tokenizer, pixels[:1], QUESTIONS[:1], ["yes", "  "])
     with pytest.raises(ValueError, match="non-empty list"):
         rank_answers(vqa_model, tokenizer, pixels[:1], QUESTIONS[:1], "yes")
+
+
+def test_answer_questions_n_returns_each_beam_best_first(vqa_model, tokenizer, pixels) -> None:
+    cfg = GenerationConfig(max_length=10, min_length=1, num_beams=3, num_return_sequences=3)
+    many = answer_questions_n(vqa_model, tokenizer, pixels, QUESTIONS, cfg)
+    best = answer_questions(vqa_model, tokenizer, pixels, QUESTIONS, cfg)
+    assert [len(a) for a in many] == [3, 3, 3]
+    assert [a[0] for a in many] == best
+    assert all(a[0].score >= a[1].score >= a[2].score for a in many)
