@@ -42,30 +42,57 @@ def register(subparsers: Any) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     g.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 = any free port)")
-    g.add_argument("--api-key", help=f"require Authorization: Bearer KEY (default: ${API_KEY_ENV}, else none)")
+    g.add_argument(
+        "--api-key", metavar="KEY", help=f"require Authorization: Bearer KEY (default: ${API_KEY_ENV}, else none)"
+    )
     g.add_argument("--scorer", metavar="M", help="ITM model scoring every caption / answer (may be --model itself)")
     g.add_argument("--index", metavar="DIR", help="retrieval index for /v1/search (openblip index)")
     g.add_argument("--allow-remote-images", action="store_true", help="fetch http(s) image URLs (default: refused)")
-    g.add_argument("--shutdown-timeout", type=finite_float, default=10.0, help="seconds to finish requests on SIGTERM")
-    b = p.add_argument_group("batching and limits")
-    b.add_argument("--max-batch", type=int, default=32, help="images per model batch (default: %(default)s)")
-    b.add_argument("--max-wait-ms", type=finite_float, default=10.0, help="wait for a batch to fill (default: 10)")
-    b.add_argument("--max-queue", type=int, default=256, help="waiting images before 503 (default: %(default)s)")
-    b.add_argument("--request-timeout", type=finite_float, default=60.0, help="seconds before 504 (default: 60)")
-    b.add_argument("--max-body-mb", type=finite_float, default=20.0, help="request body limit, MiB (default: 20)")
-    b.add_argument(
-        "--max-pixels", type=int, help="refuse larger images with 413 (default: $OPENBLIP_MAX_PIXELS or PIL's)"
+    g.add_argument(
+        "--shutdown-timeout", metavar="S", type=finite_float, default=10.0, help="seconds to finish requests on SIGTERM"
     )
-    b.add_argument("--max-images", type=int, default=16, help="images per request (default: %(default)s)")
-    b.add_argument("--max-texts", type=int, default=1024, help="texts or labels per request (default: %(default)s)")
+    b = p.add_argument_group("batching and limits")
+    b.add_argument(
+        "--max-batch", metavar="N", type=int, default=32, help="images per model batch (default: %(default)s)"
+    )
+    b.add_argument(
+        "--max-wait-ms", metavar="MS", type=finite_float, default=10.0, help="wait for a batch to fill (default: 10)"
+    )
+    b.add_argument(
+        "--max-queue", metavar="N", type=int, default=256, help="waiting images before 503 (default: %(default)s)"
+    )
+    b.add_argument(
+        "--request-timeout", metavar="S", type=finite_float, default=60.0, help="seconds before 504 (default: 60)"
+    )
+    b.add_argument(
+        "--max-body-mb", metavar="MB", type=finite_float, default=20.0, help="request body limit, MiB (default: 20)"
+    )
+    b.add_argument(
+        "--max-pixels",
+        metavar="N",
+        type=int,
+        help="refuse larger images with 413 (default: $OPENBLIP_MAX_PIXELS or PIL's)",
+    )
+    b.add_argument("--max-images", metavar="N", type=int, default=16, help="images per request (default: %(default)s)")
+    b.add_argument(
+        "--max-texts", metavar="N", type=int, default=1024, help="texts or labels per request (default: %(default)s)"
+    )
     q = p.add_argument_group("quality")
-    q.add_argument("--low-score", type=finite_float, default=0.3, help="ITM probability counted low (default: 0.3)")
-    q.add_argument("--quality-window", type=int, default=1000, help="outputs in the rolling window (default: 1000)")
-    q.add_argument("--reference", type=Path, help="drift reference saved from GET /v1/quality/reference")
-    q.add_argument("--reference-size", type=int, default=200, help="outputs forming the start-up reference")
+    q.add_argument(
+        "--low-score", metavar="P", type=finite_float, default=0.3, help="ITM probability counted low (default: 0.3)"
+    )
+    q.add_argument(
+        "--quality-window", metavar="N", type=int, default=1000, help="outputs in the rolling window (default: 1000)"
+    )
+    q.add_argument(
+        "--reference", metavar="FILE", type=Path, help="drift reference saved from GET /v1/quality/reference"
+    )
+    q.add_argument(
+        "--reference-size", metavar="N", type=int, default=200, help="outputs forming the start-up reference"
+    )
     q.add_argument("--keep-low-score", type=Path, metavar="DIR", help="keep low-score inputs and outputs here")
-    q.add_argument("--keep-max-files", type=int, default=1000, help="low-score items kept at most")
-    q.add_argument("--keep-max-mb", type=finite_float, default=256.0, help="MiB kept at most")
+    q.add_argument("--keep-max-files", metavar="N", type=int, default=1000, help="low-score items kept at most")
+    q.add_argument("--keep-max-mb", metavar="MB", type=finite_float, default=256.0, help="MiB kept at most")
     p.set_defaults(run=run)
 
 
