@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from openblip.checkpoint_io import save_pretrained
 from openblip.cli import main
@@ -51,6 +52,17 @@ def test_usage_errors(
     args = [models["caption"] if a == "CAPTION" else str(tmp_path / "nothing") if a == "MISSING" else a for a in args]
     code, err = _run(capsys, "--model", models["full"], "--port", "0", *args)
     assert code == 2 and words in err, err
+
+
+def test_reference_folder_needs_a_captioner_and_a_scorer_and_images(
+    capsys: pytest.CaptureFixture[str], models: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("no images here")
+    code, err = _run(capsys, "--model", models["full"], "--port", "0", "--reference", str(tmp_path))
+    assert code == 2 and "no image files" in err
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    code, err = _run(capsys, "--model", models["full"], "--port", "0", "--reference", str(tmp_path))
+    assert code == 2 and "needs a captioning --model and a --scorer" in err
 
 
 def test_missing_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -66,7 +66,10 @@ class DevTools:
 
 @pytest.fixture(scope="module")
 def server(start_server: Any, serve_models: dict[str, str], gallery: Path) -> Server:
-    return start_server("--model", serve_models["full"], "--scorer", serve_models["full"], "--index", str(gallery))
+    return start_server(
+        "--model", serve_models["full"], "--scorer", serve_models["full"], "--index", str(gallery),
+        "--reference", str(gallery.parent),  # its three images, captioned at start-up: drift from the first request
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +139,10 @@ def test_upload_caption_match_quality_screenshot(page: DevTools, server: Server,
     assert rows == ["a dog on a beach", "a red car"]
 
     page.wait_for("/scored/.test(document.getElementById('q-outputs').textContent)")
+    page.wait_for("/KS D/.test(document.getElementById('q-drift-itm').textContent)")
+    assert "centroid distance" in page.eval("document.getElementById('q-drift-emb').textContent")
+    reference = httpx.get(server.url + "/v1/quality", timeout=60).json()["drift"]["reference"]
+    assert reference["source"].startswith("start-up: captions of 3 images") and reference["itm_scores"] == 3
     assert re.match(r"\d+ \(\d+ scored\)", page.eval("document.getElementById('q-outputs').textContent"))
 
     assert page.eval("document.getElementById('search-panel').hidden") is False  # an index is loaded

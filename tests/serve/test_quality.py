@@ -115,3 +115,15 @@ def test_bad_reference_files(tmp_path: Path, content: str, words: str) -> None:
     p.write_text(content)
     with pytest.raises(ValueError, match=words):
         QualityMonitor(window=10, low_score=0.3, reference_size=10, reference_file=p)
+
+
+def test_set_reference_fixes_the_window_at_once() -> None:
+    rng = np.random.default_rng(1)
+    m = QualityMonitor(window=50, low_score=0.3, reference_size=1000, reference_file=None)
+    m.set_reference(list(rng.uniform(0.6, 1.0, 20)), list(_unit(rng, 20, np.eye(4)[0])), "validation")
+    _feed(m, rng.uniform(0.6, 1.0, 5), _unit(rng, 5, np.eye(4)[0]))
+    drift = m.summary()["drift"]
+    assert drift["reference"] == {"source": "validation", "itm_scores": 20, "image_embeddings": 20, "complete": True}
+    assert drift["itm_score"] is not None and drift["image_embedding"]["value"] < 0.05
+    with pytest.raises(ValueError, match="neither"):
+        m.set_reference([], [], "nothing")

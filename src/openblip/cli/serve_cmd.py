@@ -85,7 +85,10 @@ def register(subparsers: Any) -> None:
         "--quality-window", metavar="N", type=int, default=1000, help="outputs in the rolling window (default: 1000)"
     )
     q.add_argument(
-        "--reference", metavar="FILE", type=Path, help="drift reference saved from GET /v1/quality/reference"
+        "--reference",
+        metavar="PATH",
+        type=Path,
+        help="drift reference: a file saved from GET /v1/quality/reference, or a folder of images to caption at start",
     )
     q.add_argument(
         "--reference-size", metavar="N", type=int, default=200, help="outputs forming the start-up reference"
@@ -115,13 +118,27 @@ def _config(args: argparse.Namespace) -> Any:
             low_score=args.low_score,
             quality_window=args.quality_window,
             reference_size=args.reference_size,
-            reference_file=args.reference,
+            reference_file=args.reference if args.reference is not None and not args.reference.is_dir() else None,
+            reference_images=_reference_images(args),
             keep_low_score=args.keep_low_score,
             keep_max_files=args.keep_max_files,
             keep_max_bytes=int(args.keep_max_mb * MiB),
         )
     except ValueError as e:
         raise UsageError(str(e)) from e
+
+
+def _reference_images(args: argparse.Namespace) -> tuple[Path, ...]:
+    """--reference DIR: its image files (recursive, sorted), the first --reference-size of them."""
+    if args.reference is None or not args.reference.is_dir():
+        return ()
+    from openblip.cli.io import UnusableInput, expand_inputs
+
+    found = [p for p in expand_inputs([str(args.reference)]) if not isinstance(p, UnusableInput)]
+    paths = tuple(Path(p) for p in found[: max(args.reference_size, 0)])
+    if not paths:
+        raise UsageError(f"--reference {args.reference}: no image files in this directory")
+    return paths
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -159,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         if not scorer.model.cfg.heads:
             raise UsageError(f"--scorer {args.scorer}: no ITM head (use a retrieval / ITM or pre-trained checkpoint)")
     engine = Engine(pipe, scorer, _open_index(args, pipe, scorer))
+    if config.reference_images and (
+        scorer is None or pipe.model.text_decoder is None or pipe.model.cfg.decoder_over_text
+    ):
+        raise UsageError(
+            "--reference DIR captions its images at start-up: it needs a captioning --model and a --scorer"
+        )
     try:
         app = create_app(config, engine)
     except ValueError as e:  # a bad --reference file

@@ -28,6 +28,7 @@ class ServeConfig:
     quality_window: int = 1000  # requests in the rolling window of /v1/quality
     reference_size: int = 200  # outputs that form the drift reference when none is loaded
     reference_file: Path | None = None  # a reference saved from GET /v1/quality/reference
+    reference_images: tuple[Path, ...] = ()  # or: images captioned and scored at start-up
     keep_low_score: Path | None = None  # keep inputs/outputs of low-score requests here
     keep_max_files: int = 1000  # ... at most this many requests
     keep_max_bytes: int = 256 * MiB  # ... and this many bytes

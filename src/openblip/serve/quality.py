@@ -7,7 +7,8 @@ hour: ITM mean and quantiles, the share below the low-score threshold, errors by
 
 Drift compares the recent window with a reference window: the first `reference_size`
 observations after start-up, or a reference saved earlier (GET /v1/quality/reference, e.g. the
-server run over a validation set) and loaded with --reference. Two statistics:
+server run over a validation set) and loaded with --reference FILE, or the server's own outputs
+on a folder of images captioned at start-up (--reference DIR). Two statistics:
 
 * ITM scores: the two-sample Kolmogorov-Smirnov statistic D, the largest gap between the two
   empirical distribution functions (0 = same distribution, 1 = disjoint), with its asymptotic
@@ -223,13 +224,21 @@ class QualityMonitor:
             embeds = [np.asarray(e, dtype=np.float32) for e in data["image_embeddings"]]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"--reference {path}: {e}") from e
-        if not scores and not embeds:
-            raise ValueError(f"--reference {path}: holds neither ITM scores nor image embeddings")
         if embeds and len({e.shape for e in embeds}) != 1:
             raise ValueError(f"--reference {path}: image embeddings of different sizes")
-        self._ref_scores, self._ref_embeds = scores, embeds
-        self.reference_source = f"file: {path}"
-        self.reference_frozen = True
+        try:
+            self.set_reference(scores, embeds, f"file: {path}")
+        except ValueError as e:
+            raise ValueError(f"--reference {path}: {e}") from e
+
+    def set_reference(self, scores: Sequence[float], embeds: Sequence[np.ndarray], source: str) -> None:
+        """Fix the reference window (e.g. outputs on a validation set); nothing joins it later."""
+        if not scores and not embeds:
+            raise ValueError("the reference holds neither ITM scores nor image embeddings")
+        with self._lock:
+            self._ref_scores, self._ref_embeds = list(scores), list(embeds)
+            self.reference_source = source
+            self.reference_frozen = True
 
 
 def _describe(obs: list[Observation], low: float) -> dict[str, Any]:

@@ -9,20 +9,23 @@ import json
 import logging
 import time
 from collections.abc import Hashable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from openblip.serve.batcher import MicroBatcher, QueueFull, Stopped
 from openblip.serve.config import ServeConfig
-from openblip.serve.engine import Engine, Generated
+from openblip.serve.engine import CaptionItem, CaptionKey, Engine, Generated
 from openblip.serve.errors import ApiError, validation_message
 from openblip.serve.images import UPLOAD, DecodedImage, ImageRules, decode_images
 from openblip.serve.keep import LowScoreKeeper
 from openblip.serve.metrics import Metrics
 from openblip.serve.quality import QualityMonitor, observe
+from openblip.tasks.caption import DEFAULT_PROMPT, caption_config
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,35 @@ class ServerState:
             else LowScoreKeeper(config.keep_low_score, max_files=config.keep_max_files, max_bytes=config.keep_max_bytes)
         )
         self.rules = ImageRules(config.max_pixels, config.max_body_bytes, config.allow_remote_images)
+        if config.reference_images:
+            self._reference_from_images(config.reference_images)
         self.ready = False
         self.accepted = 0  # requests queued for the model
         self.answered = 0  # ... of which answered 200
+
+    def _reference_from_images(self, paths: Sequence[Path]) -> None:
+        """The drift reference from the served model's own captions of `paths` (a validation
+        set), scored by the scorer; an image that cannot be read is skipped with a warning."""
+        engine = self.engine
+        key = CaptionKey(caption_config(), DEFAULT_PROMPT)
+        scores: list[float] = []
+        embeds: list[np.ndarray] = []
+        items: list[CaptionItem] = []
+        for path in paths:
+            try:
+                items.append(CaptionItem(engine.model.load_image(path), 0))
+            except (OSError, ValueError) as e:
+                log.warning("--reference: %s skipped (%s)", path, e)
+        for lo in range(0, len(items), self.config.max_batch):
+            for res in engine.run(key, items[lo : lo + self.config.max_batch]):
+                best = res.outputs[0]
+                if best.itm is not None:
+                    scores.append(best.itm)
+                if res.embedding is not None:
+                    embeds.append(res.embedding.numpy())
+        source = f"start-up: captions of {len(items)} images ({paths[0].parent if paths else ''})"
+        self.monitor.set_reference(scores, embeds, source)
+        log.info("drift reference: %d ITM scores, %d image embeddings", len(scores), len(embeds))
 
     def _on_batch(self, key: Any, size: int, seconds: float) -> None:
         task = type(key).__name__.removesuffix("Key").lower()
