@@ -76,7 +76,8 @@ RECORDS = [
 def test_writers(tmp_path, suffix: str) -> None:
     path = str(tmp_path / f"out{suffix}")
     with RecordWriter(path) as w:
-        w.write_all(RECORDS)
+        for record in RECORDS:
+            w.write(record)
     assert w.failed and w.exit_code == 1 and w.count == 3
     if suffix == ".jsonl":
         rows = [json.loads(line) for line in Path(path).read_text().splitlines()]

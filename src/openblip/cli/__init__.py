@@ -40,13 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a subcommand not yet installed must not break the others
-            if e.name == name:
-                continue
-            raise
-        module.register(sub)
+        # No try/except: a subcommand whose module fails to import is a broken install, and
+        # skipping it would turn that into a puzzling "invalid choice" for the user.
+        importlib.import_module(name).register(sub)
     return parser
 
 

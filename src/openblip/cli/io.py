@@ -34,7 +34,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -227,10 +227,6 @@ class RecordWriter:
         except UnicodeEncodeError:  # ... nor can a stream in another encoding take every text
             self._stream.write(json.dumps(record) + "\n")  # ASCII with \\u escapes: the same JSON value
         self._stream.flush()  # a killed run keeps every record written so far
-
-    def write_all(self, records: Iterable[Record]) -> None:
-        for r in records:
-            self.write(r)
 
     def close(self) -> None:
         """Close the stream; for .parquet/.csv, convert the sidecar and delete it (it stays

@@ -55,12 +55,6 @@ class MomentumEncoders(nn.Module):
         torch._foreach_lerp_(mine, theirs, 1.0 - self.momentum)
 
     @torch.no_grad()
-    def copy_from(self, model: Blip) -> None:
-        """Set every momentum parameter to the model's (the state at construction)."""
-        mine, theirs = self._pairs(model)
-        torch._foreach_copy_(mine, theirs)
-
-    @torch.no_grad()
     def features(
         self, pixels: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,10 +73,6 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def step_size(self, batch: Any) -> int:
-        """Number of training images the batch holds (for throughput)."""
-        return len(batch)
-
 
 class _Contrastive(Objective):
     """Shared ITC (momentum + queue + distillation) and ITM (hard negatives) machinery."""
