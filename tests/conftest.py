@@ -58,6 +58,48 @@ def tiny_blip() -> Callable[[str, int], Blip]:
     return _tiny_blip
 
 
+# A tiny pretraining run (ITC + ITM + LM) that trains in seconds; each test adds what it is about
+# with `--set` / load_config overrides (data.train, run.out_dir, layout, objective, steps...).
+TINY_TRAIN_CONFIG = """\
+[model]
+arch = "tiny"
+layout = "pretrain"
+image_size = 32
+embed_dim = 16
+[model.vision]
+width = 32
+depth = 1
+heads = 2
+mlp_dim = 64
+[model.text]
+width = 32
+depth = 1
+heads = 2
+mlp_dim = 64
+[data]
+batch_size = 4
+max_length = 20
+augment = false
+[schedule]
+epochs = 1
+warmup_steps = 1
+[objective]
+kind = "pretrain"
+queue_size = 8
+[run]
+log_every = 1
+progress = false
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training config file (TOML) for a tiny pretraining model, batches of 4, one epoch."""
+    path = tmp_path_factory.mktemp("train_config") / "tiny.toml"
+    path.write_text(TINY_TRAIN_CONFIG, encoding="utf-8")
+    return path
+
+
 @dataclass
 class Rendered:
     """What headless Chromium made of a page: the DOM after scripts ran, and a PNG screenshot."""

@@ -10,36 +10,6 @@ import pytest
 from openblip.cli import main
 from openblip.data.synthetic import SynthConfig, SynthSize, write_benchmark
 
-TINY = """
-[model]
-arch = "tiny"
-layout = "{layout}"
-image_size = 32
-embed_dim = 16
-[model.vision]
-width = 32
-depth = 1
-heads = 2
-mlp_dim = 64
-[model.text]
-width = 32
-depth = 1
-heads = 2
-mlp_dim = 64
-[data]
-batch_size = 4
-max_length = 20
-augment = false
-[schedule]
-epochs = 1
-warmup_steps = 1
-[objective]
-kind = "{kind}"
-queue_size = 8
-[run]
-log_every = 1
-"""
-
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -48,13 +18,17 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture
+def config(tiny_train_config: Path) -> Path:
+    return tiny_train_config  # tests/conftest.py
+
+
 def _train(
-    tmp_path: Path, scenes: Path, layout: str, kind: str, capsys: pytest.CaptureFixture[str], *extra: str
+    config: Path, tmp_path: Path, scenes: Path, layout: str, kind: str, capsys: pytest.CaptureFixture[str], *extra: str
 ) -> Path:
-    config = tmp_path / f"{kind}.toml"
-    config.write_text(TINY.format(layout=layout, kind=kind))
     run = tmp_path / f"run_{kind}"
     sets = ["--set", f"data.train={scenes / 'train'}", "--set", f"run.out_dir={run}", *extra]
+    sets += ["--set", f"model.layout={layout}", "--set", f"objective.kind={kind}"]
     code = main(["train", str(config), *sets])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -65,9 +39,9 @@ def _train(
 
 
 def test_pretrain_then_eval_retrieval_and_caption(
-    tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
+    config: Path, tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = _train(tmp_path, scenes, "pretrain", "pretrain", capsys)
+    model = _train(config, tmp_path, scenes, "pretrain", "pretrain", capsys)
     test = str(scenes / "test")
     assert main(["eval", "--model", str(model), "--data", test, "--task", "retrieval", "--k-test", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -81,23 +55,21 @@ def test_pretrain_then_eval_retrieval_and_caption(
     assert {"BLEU-4", "CIDEr", "attribute_f1", "shuffled_f1"} <= set(out["metrics"])
 
 
-def test_vqa_train_and_eval(tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    model = _train(tmp_path, scenes, "vqa", "vqa", capsys)
+def test_vqa_train_and_eval(config: Path, tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _train(config, tmp_path, scenes, "vqa", "vqa", capsys)
     assert main(["eval", "--model", str(model), "--data", str(scenes / "test"), "--task", "vqa"]) == 0
     m = json.loads(capsys.readouterr().out)["metrics"]
     assert m["questions"] > 4 and 0.0 <= m["exact_match"] <= 100.0
 
 
 def test_caption_finetune_runs_with_cpu_bf16_autocast(
-    tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
+    config: Path, tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bf16 = ["--set", "run.precision=bf16", "--set", "run.cpu_autocast=true"]
-    _train(tmp_path, scenes, "caption", "caption", capsys, *bf16)
+    _train(config, tmp_path, scenes, "caption", "caption", capsys, *bf16)
 
 
-def test_usage_errors_exit_2(tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(TINY.format(layout="pretrain", kind="pretrain"))
+def test_usage_errors_exit_2(config: Path, tmp_path: Path, scenes: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(config), "--set", "optim.lrr=1"]) == 2
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
     data = f"data.train={scenes / 'train'}"

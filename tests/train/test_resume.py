@@ -15,50 +15,28 @@ import torch
 
 from openblip.train import checkpoint as C
 
-CONFIG = """
-[model]
-arch = "tiny"
-layout = "pretrain"
-image_size = 32
-embed_dim = 16
-dropout = 0.1           # exercises the torch RNG across the resume
-[model.vision]
-width = 32
-depth = 1
-heads = 2
-mlp_dim = 64
-[model.text]
-width = 32
-depth = 1
-heads = 2
-mlp_dim = 64
-[data]
-batch_size = 4
-max_length = 20
-augment = true           # exercises the per-sample augmentation RNG
-min_scale = 0.5
-random_reference = true
-[optim]
-lr = 1e-3
-[schedule]
-epochs = 3
-warmup_steps = 2
-decay = "cosine"
-per_epoch = false
-[objective]
-kind = "pretrain"
-queue_size = 8
-[run]
-seed = 5
-ckpt_every = 6
-keep_last = 10
-log_every = 1
-"""
+# tests/conftest.py's tiny config, plus what a resume must carry over: dropout and augmentation
+# draw from the RNGs, the cosine schedule and the queue run on across the checkpoint.
+RESUME = [
+    "model.dropout=0.1",
+    "data.augment=true",
+    "data.min_scale=0.5",
+    "data.random_reference=true",
+    "optim.lr=1e-3",
+    "schedule.epochs=3",
+    "schedule.warmup_steps=2",
+    "schedule.decay=cosine",
+    "schedule.per_epoch=false",
+    "run.seed=5",
+    "run.ckpt_every=6",
+    "run.keep_last=10",
+]
 
 
 def _cmd(config: Path, train: Path, out: Path, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "openblip", "train", str(config), "--set", f"data.train={train}"]
-    cmd += ["--set", f"run.out_dir={out}"]
+    for item in [*RESUME, f"run.out_dir={out}"]:
+        cmd += ["--set", item]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -89,9 +67,8 @@ def _assert_same(a: object, b: object, where: str) -> None:
         assert a == b, where
 
 
-def test_kill_and_resume_is_bitwise_identical(tiny_scenes: Path, tmp_path: Path) -> None:
-    config = tmp_path / "tiny.toml"
-    config.write_text(CONFIG)
+def test_kill_and_resume_is_bitwise_identical(tiny_train_config: Path, tiny_scenes: Path, tmp_path: Path) -> None:
+    config = tiny_train_config
     train = tiny_scenes / "train"  # 16 images / batch 4: 4 steps an epoch, 12 in all
 
     straight = tmp_path / "straight"

@@ -98,13 +98,31 @@ def prompt_length(tokenizer: Tokenizer, prompt: str) -> int:
     return int(tokenizer.encode([prompt]).ids.shape[1]) - 1
 
 
+def queue_size_for(configured: int, global_batch: int) -> int:
+    """The ITC queue is filled one global batch (batch_size x processes) at a time, so its size
+    must be a multiple of that batch. A configured size that is not (a config written for another
+    process count) is rounded down to the nearest multiple, at least one global batch: down keeps
+    the config's intent that an image's own past features stay out of a small dataset's queue."""
+    if configured < 1:
+        raise ValueError(f"objective.queue_size must be >= 1, got {configured}")
+    size = max(global_batch, configured // global_batch * global_batch)
+    if size != configured:
+        log.warning(
+            "objective.queue_size %d is not a multiple of the global batch %d (batch_size x processes): using %d",
+            configured,
+            global_batch,
+            size,
+        )
+    return size
+
+
 def build_objective(cfg: TrainConfig, model: Blip, global_batch: int, tokenizer: Tokenizer) -> Objective:
     o = cfg.objective
     if o.kind in (ObjectiveKind.PRETRAIN, ObjectiveKind.RETRIEVAL):
         cls = PretrainObjective if o.kind is ObjectiveKind.PRETRAIN else RetrievalObjective
         return cls(
             model,
-            queue_size=o.queue_size,
+            queue_size=queue_size_for(o.queue_size, global_batch),
             momentum=o.momentum,
             alpha=o.alpha,
             alpha_ramp_epochs=o.alpha_ramp_epochs,

@@ -116,7 +116,7 @@ class ScheduleSection:
 @dataclass(frozen=True)
 class ObjectiveSection:
     kind: ObjectiveKind = ObjectiveKind.PRETRAIN
-    queue_size: int = 57600  # ITC feature queue; must be a multiple of the global batch
+    queue_size: int = 57600  # ITC feature queue; rounded down to a multiple of the global batch (logged)
     momentum: float = 0.995  # momentum encoder EMA
     alpha: float = 0.4  # momentum distillation weight, reached after the ramp
     alpha_ramp_epochs: float = 2.0  # linear ramp of alpha (2 epochs pretraining, 1 retrieval)
@@ -135,7 +135,7 @@ class RunSection:
     ckpt_every: int = 1000  # optimizer steps between checkpoints (and one at the end)
     keep_last: int = 2
     metrics_stdout: bool = False  # also print each metrics line on stdout
-    progress: bool = True  # tqdm bar on stderr when it is a terminal
+    progress: bool = True  # on stderr: a tqdm bar on a terminal, else a line every log_every steps
 
 
 @dataclass(frozen=True)

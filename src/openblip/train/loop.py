@@ -5,61 +5,47 @@
 Runs in one process or under torchrun (DDP: gloo on CPU, NCCL on CUDA). Per optimizer step:
 lr from the schedule, `accumulation` micro-batches (gradient sync on the last only), optional
 gradient clipping, AdamW. Checkpoints every `ckpt_every` steps and at the end hold the whole run
-state, so `resume=True` continues an interrupted run to the same result (bitwise on CPU). The
-trained model is exported to RUN_DIR/model in the openblip format.
+state (train/resume.py), so `resume=True` continues an interrupted run to the same result (bitwise
+on CPU, see train/determinism.py). The trained model is exported to RUN_DIR/model in the openblip
+format.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-import os
 import random
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from openblip.checkpoint_io import save_pretrained
 from openblip.tokenizer import Tokenizer
 from openblip.train import checkpoint as C
 from openblip.train.batch import Batch
 from openblip.train.build import build_model, build_objective
-from openblip.train.config import ObjectiveKind, Precision, TrainConfig
+from openblip.train.config import DataSection, ObjectiveKind, Precision, TrainConfig
 from openblip.train.data import BatchBuilder, EpochBatches, TextRule, count_samples, epoch_loader
+from openblip.train.determinism import check_reproducible_blas
 from openblip.train.distributed import DistEnv, all_reduce_mean, barrier, init_distributed
 from openblip.train.objectives import Objective, StepInfo
 from openblip.train.optim import Schedule, build_optimizer
+from openblip.train.progress import Metrics, Progress
+from openblip.train.resume import gather_rng, restore, run_state, trim_metrics
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
 MODEL_DIR = "model"
-# Config keys a resumed run may change: where things are and how often to report. Any other
-# change (model, data stream, optimizer, schedule, objective, seed, precision) is refused.
-RESUMABLE_KEYS = frozenset(
-    {
-        "model.init_from",  # the weights come from the checkpoint
-        "data.train",  # the data may have moved
-        "data.num_workers",  # the stream does not depend on it
-        "run.out_dir",
-        "run.log_every",
-        "run.ckpt_every",
-        "run.keep_last",
-        "run.metrics_stdout",
-        "run.progress",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -91,50 +77,6 @@ def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
-class _Metrics:
-    """metrics.jsonl in the run dir (rank 0), optionally echoed on stdout."""
-
-    def __init__(self, path: Path | None, echo: bool) -> None:
-        self.file: TextIO | None = path.open("a", encoding="utf-8") if path is not None else None
-        self.echo = echo and path is not None
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=False)
-        if self.file is not None:
-            self.file.write(line + "\n")
-            self.file.flush()
-        if self.echo:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-def _trim_metrics(path: Path, upto: int) -> None:
-    """Keep the records of steps <= `upto`, the steps the resumed checkpoint holds (none on a
-    fresh start): the run redoes the later steps and logs them again, and a kill may have cut the
-    last line short."""
-    if not path.is_file():
-        return
-    kept: list[str] = []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for line in lines:
-        try:
-            step = json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if isinstance(step, int) and step <= upto:
-            kept.append(line + "\n")
-    if len(kept) == len(lines):
-        return
-    log.info("%s: dropped %d records after step %d (redone from the checkpoint)", path, len(lines) - len(kept), upto)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _text_rule(cfg: TrainConfig) -> TextRule:
     kind = cfg.objective.kind
     if kind is ObjectiveKind.CAPTION:
@@ -150,108 +92,47 @@ def _check(cfg: TrainConfig, env: DistEnv) -> None:
     for key, every in (("run.log_every", cfg.run.log_every), ("run.ckpt_every", cfg.run.ckpt_every)):
         if every < 1:
             raise ValueError(f"{key} must be >= 1 (steps between records), got {every}")
+
+
+def _data_section(cfg: TrainConfig, env: DistEnv) -> DataSection:
+    """The data settings the batches are built with. ITC/ITM under DDP gather token ids from every
+    process, which needs one sequence length everywhere: pad to data.max_length then."""
     contrastive = cfg.objective.kind in (ObjectiveKind.PRETRAIN, ObjectiveKind.RETRIEVAL)
     if contrastive and env.distributed and not cfg.data.pad_to_max:
-        raise ValueError("ITC/ITM across processes gathers token ids: set data.pad_to_max = true")
+        if env.is_main:
+            log.info("%d processes gather token ids: padding captions to data.max_length", env.world_size)
+        return dataclasses.replace(cfg.data, pad_to_max=True)
+    return cfg.data
 
 
-def _state(
-    objective: Objective,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    position: C.DataPosition,
-    lr: float,
-    cfg: TrainConfig,
-    rng: list[dict[str, Any]],
-) -> dict[str, Any]:
-    extra = {k: v for k, v in objective.state_dict().items() if not k.startswith("model.")}
-    return {
-        "model": objective.model.state_dict(),
-        "objective": extra,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": {"step": position.step, "lr": lr},
-        "scaler": scaler.state_dict(),
-        "rng": rng,
-        "position": position.to_dict(),
-        "config": cfg.to_dict(),
-    }
+@dataclass
+class _Run:
+    """Everything one training run holds, built by `_start`."""
+
+    cfg: TrainConfig
+    env: DistEnv
+    run_dir: Path
+    tokenizer: Tokenizer
+    objective: Objective
+    wrapped: torch.nn.Module  # the objective, in DDP when distributed
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: Schedule
+    builder: BatchBuilder
+    steps_per_epoch: int
+    total: int
+    position: C.DataPosition
+
+    @property
+    def per_step(self) -> int:
+        return self.cfg.data.batch_size * self.env.world_size * self.cfg.run.accumulation
 
 
-def _gather_rng(env: DistEnv) -> list[dict[str, Any]]:
-    mine = C.rng_state()
-    if not env.distributed:
-        return [mine]
-    everyone: list[Any] = [None] * env.world_size
-    dist.all_gather_object(everyone, mine)
-    return everyone
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flat(v, f"{prefix}{k}.")
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def _check_same_config(path: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
-    """A resumed run must be the run that wrote the checkpoint: name every changed key."""
-    old, new = _flat(saved), _flat(cfg.to_dict())
-    changed = [
-        f"{k} {old[k]!r} -> {new[k]!r}"
-        for k in sorted(old.keys() & new.keys())
-        if k not in RESUMABLE_KEYS and old[k] != new[k]
-    ]
-    if changed:
-        raise ValueError(
-            f"cannot resume from {path}: the config changed since it was saved ({'; '.join(changed)}); "
-            "resume with the same settings, or start a new run.out_dir (model.init_from can start from its model)"
-        )
-
-
-def _restore(
-    path: Path,
-    state: dict[str, Any],
-    objective: Objective,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    env: DistEnv,
-    cfg: TrainConfig,
-) -> C.DataPosition:
-    _check_same_config(path, state["config"], cfg)
-    full = {f"model.{k}": v for k, v in state["model"].items()} | state["objective"]
-    objective.load_state_dict(full, strict=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    rng = state["rng"]
-    if len(rng) != env.world_size:
-        log.warning("checkpoint saved by %d processes, resuming on %d: RNG streams restart", len(rng), env.world_size)
-    C.set_rng_state(_cpu_rng(rng[env.rank % len(rng)]))
-    position = C.DataPosition.from_dict(state["position"])
-    log.info("resumed from %s at step %d (epoch %d, sample %d)", path, position.step, position.epoch, position.offset)
-    return position
-
-
-def _cpu_rng(state: dict[str, Any]) -> dict[str, Any]:
-    """RNG tensors come back on map_location; the setters want CPU byte tensors."""
-    out = dict(state)
-    out["torch"] = state["torch"].cpu()
-    if "cuda" in state:
-        out["cuda"] = [t.cpu() for t in state["cuda"]]
-    out["python"] = dict(state["python"], state=state["python"]["state"].cpu())
-    out["numpy"] = dict(state["numpy"], keys=state["numpy"]["keys"].cpu())
-    return out
-
-
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train as `cfg` says; with `resume`, continue from the run dir's latest checkpoint if any.
-    Without `resume`, a run dir that already holds checkpoints is refused (ValueError): a new run
-    there would mix its checkpoints with the old run's."""
-    start_time = time.time()
+def _start(cfg: TrainConfig, resume: bool) -> _Run:
+    """Build the model, objective, optimizer and schedule; restore the latest checkpoint (resume)."""
     env = init_distributed()
     _check(cfg, env)
+    check_reproducible_blas(env.device)
     run_dir = Path(cfg.run.out_dir)
     seed_everything(cfg.run.seed)  # same seed on every rank: identical initial weights
     tokenizer = Tokenizer.default()
@@ -282,91 +163,126 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         )
     found = C.load_latest(run_dir, map_location=env.device) if resume else None
     if found is not None:
-        position = _restore(*found, objective, optimizer, scaler, env, cfg)
+        position = restore(*found, objective, optimizer, scaler, env, cfg)
     elif resume:
         log.info("no checkpoint in %s yet: starting at step 0", run_dir)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _trim_metrics(run_dir / METRICS_FILE, position.step)
+        trim_metrics(run_dir / METRICS_FILE, position.step)
         (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
-    metrics = _Metrics(run_dir / METRICS_FILE if env.is_main else None, cfg.run.metrics_stdout)
     wrapped: torch.nn.Module = objective
     if env.distributed:
-        wrapped = DistributedDataParallel(
-            objective, device_ids=[env.local_rank] if cuda else None, broadcast_buffers=False
-        )
-    builder = BatchBuilder(cfg.data, cfg.model.image_size, tokenizer, _text_rule(cfg), cfg.run.seed)
-    bar = tqdm(
-        total=total,
-        initial=position.step,
-        disable=not (cfg.run.progress and env.is_main and sys.stderr.isatty()),
-        file=sys.stderr,
-        unit="step",
-    )
+        # Buffers (the queues) change identically on every rank: no per-forward broadcast.
+        device_ids = [env.local_rank] if cuda else None
+        wrapped = DistributedDataParallel(objective, device_ids=device_ids, forward_sync_buffers=False)
+    builder = BatchBuilder(_data_section(cfg, env), cfg.model.image_size, tokenizer, _text_rule(cfg), cfg.run.seed)
+    return _Run(
+        cfg, env, run_dir, tokenizer, objective, wrapped, optimizer, scaler, schedule, builder,
+        steps_per_epoch, total, position,
+    )  # fmt: skip
+
+
+def _optimizer_step(run: _Run, it: Iterator[Batch]) -> tuple[dict[str, torch.Tensor], int]:
+    """One optimizer step over `accumulation` micro-batches; returns the last micro-batch's losses
+    and the images seen (all processes)."""
+    cfg, env = run.cfg, run.env
+    progress = run.position.step / run.steps_per_epoch
+    losses: dict[str, torch.Tensor] = {}
+    images = 0
+    for k in range(cfg.run.accumulation):
+        batch = _next_batch(it, run.position, cfg.data.train).to(env.device)
+        images += len(batch) * env.world_size
+        sync = k == cfg.run.accumulation - 1 or not env.distributed
+        ctx = contextlib.nullcontext() if sync else run.wrapped.no_sync()  # type: ignore[operator]
+        with ctx:
+            with _autocast(cfg, env.device):
+                losses = run.wrapped(batch, StepInfo(progress, new_step=k == 0))
+            run.scaler.scale(losses["loss"] / cfg.run.accumulation).backward()
+    if cfg.optim.grad_clip > 0:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.objective.model.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return losses, images
+
+
+def _advance(run: _Run) -> None:
+    """The data position after one optimizer step (the next epoch after its last step)."""
+    p = run.position
+    offset = p.offset + run.per_step
+    if offset >= run.steps_per_epoch * run.per_step:
+        run.position = C.DataPosition(p.epoch + 1, p.step + 1, 0)
+    else:
+        run.position = C.DataPosition(p.epoch, p.step + 1, offset)
+
+
+def _record(
+    run: _Run, losses: dict[str, torch.Tensor], lr: float, images_per_s: float, elapsed: float
+) -> dict[str, float]:
+    """The metrics record of this step: losses averaged over processes, lr, throughput."""
+    values = all_reduce_mean({k: float(v.detach()) for k, v in losses.items()}, run.env.device)
+    step = run.position.step
+    record = {
+        "step": step,
+        "epoch": step / run.steps_per_epoch,
+        "lr": lr,
+        **values,
+        "images_per_s": images_per_s,
+        "elapsed_s": elapsed,
+    }
+    temp = run.objective.model.temp
+    if temp is not None:
+        record["temp"] = temp.item()
+    return record
+
+
+def _checkpoint(run: _Run, lr: float) -> None:
+    rng = gather_rng(run.env)  # a collective: every rank takes part
+    if run.env.is_main:
+        state = run_state(run.objective, run.optimizer, run.scaler, run.position, lr, run.cfg, rng)
+        C.save_checkpoint(run.run_dir, run.position.step, state, run.cfg.run.keep_last)
+    barrier()
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Train as `cfg` says; with `resume`, continue from the run dir's latest checkpoint if any.
+    Without `resume`, a run dir that already holds checkpoints is refused (ValueError): a new run
+    there would mix its checkpoints with the old run's."""
+    start_time = time.time()
+    run = _start(cfg, resume)
+    main = run.env.is_main
+    metrics = Metrics(run.run_dir / METRICS_FILE if main else None, cfg.run.metrics_stdout)
+    progress = Progress(run.position.step, run.total, enabled=cfg.run.progress and main)
     last: dict[str, float] = {}
-    lr = schedule.lr(position.step)
+    lr = run.schedule.lr(run.position.step)
     window_start, window_images = time.time(), 0
     try:
-        while position.step < total:
-            it = _epoch_iter(cfg, builder, position, steps_per_epoch, env)
-            epoch = position.epoch
-            while position.epoch == epoch and position.step < total:
-                lr = schedule.apply(optimizer, position.step)
-                info_progress = position.step / steps_per_epoch
-                losses: dict[str, torch.Tensor] = {}
-                for k in range(cfg.run.accumulation):
-                    batch = _next_batch(it, position, cfg.data.train).to(env.device)
-                    window_images += len(batch) * env.world_size
-                    sync = k == cfg.run.accumulation - 1 or not env.distributed
-                    ctx = contextlib.nullcontext() if sync else wrapped.no_sync()  # type: ignore[operator]
-                    with ctx:
-                        with _autocast(cfg, env.device):
-                            losses = wrapped(batch, StepInfo(info_progress, new_step=k == 0))
-                        scaler.scale(losses["loss"] / cfg.run.accumulation).backward()
-                if cfg.optim.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                offset = position.offset + per_step
-                if offset >= steps_per_epoch * per_step:
-                    position = C.DataPosition(epoch + 1, position.step + 1, 0)
-                else:
-                    position = C.DataPosition(epoch, position.step + 1, offset)
-                bar.update(1)
-                done = position.step == total
-                if position.step % cfg.run.log_every == 0 or done:
-                    values = {k: float(v.detach()) for k, v in losses.items()}
-                    values = all_reduce_mean(values, env.device)
+        while run.position.step < run.total:
+            it = _epoch_iter(cfg, run.builder, run.position, run.steps_per_epoch, run.env)
+            epoch = run.position.epoch
+            while run.position.epoch == epoch and run.position.step < run.total:
+                lr = run.schedule.apply(run.optimizer, run.position.step)
+                losses, images = _optimizer_step(run, it)
+                window_images += images
+                _advance(run)
+                progress.step()
+                done = run.position.step == run.total
+                if run.position.step % cfg.run.log_every == 0 or done:
                     now = time.time()
-                    last = {
-                        "step": position.step,
-                        "epoch": position.step / steps_per_epoch,
-                        "lr": lr,
-                        **values,
-                        "images_per_s": window_images / max(now - window_start, 1e-9),
-                        "elapsed_s": now - start_time,
-                    }
-                    if model.temp is not None:
-                        last["temp"] = model.temp.item()
+                    rate = window_images / max(now - window_start, 1e-9)
+                    last = _record(run, losses, lr, rate, now - start_time)
                     metrics.write(last)
-                    bar.set_postfix(loss=f"{values['loss']:.3f}")
+                    progress.report(run.position.step, last["loss"], rate)
                     window_start, window_images = now, 0
-                if position.step % cfg.run.ckpt_every == 0 or done:
-                    rng = _gather_rng(env)
-                    if env.is_main:
-                        state = _state(objective, optimizer, scaler, position, lr, cfg, rng)
-                        C.save_checkpoint(run_dir, position.step, state, cfg.run.keep_last)
-                    barrier()
-        model_dir = None
-        if env.is_main:
-            model_dir = export_model(objective, tokenizer, run_dir / MODEL_DIR)
+                if run.position.step % cfg.run.ckpt_every == 0 or done:
+                    _checkpoint(run, lr)
+        model_dir = export_model(run.objective, run.tokenizer, run.run_dir / MODEL_DIR) if main else None
         barrier()
     finally:
-        bar.close()
+        progress.close()
         metrics.close()
-    return TrainResult(run_dir, position.step, last, model_dir, time.time() - start_time)
+    return TrainResult(run.run_dir, run.position.step, last, model_dir, time.time() - start_time)
 
 
 def _epoch_iter(
