@@ -73,8 +73,8 @@ def test_usage_errors_exit_2(config: Path, tmp_path: Path, scenes: Path, capsys:
     assert main(["train", str(config), "--set", "optim.lrr=1"]) == 2
     assert "unknown config key 'optim.lrr'" in capsys.readouterr().err
     data = f"data.train={scenes / 'train'}"
-    assert main(["train", str(config), "--set", "objective.queue_size=6", "--set", data]) == 2
-    assert "queue_size 6 must be a multiple" in capsys.readouterr().err
+    assert main(["train", str(config), "--set", "objective.queue_size=0", "--set", data]) == 2
+    assert "queue_size must be >= 1, got 0" in capsys.readouterr().err
     short = ["--set", data, "--set", "data.samples_per_epoch=40", "--set", f"run.out_dir={tmp_path / 'r'}"]
     assert main(["train", str(config), *short]) == 2
     assert "ran out of samples in epoch 0" in capsys.readouterr().err

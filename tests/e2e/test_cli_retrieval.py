@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from openblip.cli import main
 
@@ -83,3 +85,28 @@ def test_text_index_and_image_queries(cli, models, images, tmp_path) -> None:
     d = cli("search", "--index", idx, "--image", str(folder), "--k", "1", "--rerank", "0")
     assert d.code == 0, d.stderr
     assert [x["image"] for x in d.records] == [str(folder / "a.png"), str(folder / "b.png")]
+
+
+@pytest.mark.parametrize("lost", ["part-000000.npy", "part-000000.jsonl", "truncated npy"])
+def test_a_damaged_index_is_a_usage_error_naming_it(lost: str, models, images, tmp_path, capsys) -> None:
+    """An index whose part files are missing or cut short is refused by `search` and by
+    `index` (adding to it, which would put new rows behind the damage), with a message naming
+    the directory: no traceback."""
+    from openblip.cli import main
+
+    idx = tmp_path / "idx"
+    assert main(["index", *images[:2], "--index", str(idx), "--model", models["full"]]) == 0
+    capsys.readouterr()
+    if lost == "truncated npy":
+        npy = idx / "part-000000.npy"
+        npy.write_bytes(npy.read_bytes()[:100])
+    else:
+        (idx / lost).unlink()
+    assert main(["search", "--index", str(idx), "--text", "a dog"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+    # adding to it is refused too: new parts behind a damaged one would make an index search refuses
+    assert main(["index", images[2], "--index", str(idx)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"--index {idx}: damaged index (" in captured.err, captured.err
+    assert json.loads((idx / "index.json").read_text())["parts"] == [{"name": "part-000000", "count": 2}]

@@ -96,3 +96,23 @@ def test_classify_labels_and_labels_file(cli, models, images, tmp_path) -> None:
     assert rows[0]["image"] == images[0] and sorted(json.loads(rows[0]["labels"])) == ["cat", "dog", "red car"]
     assert sum(json.loads(rows[0]["probabilities"])) == pytest.approx(1.0, abs=1e-5)
     assert "no such file" in rows[1]["error"]
+
+
+def test_classify_counts_a_repeated_label_once(models, images, tmp_path, capsys) -> None:
+    """A label given twice (a labels file with a repeat) is one label: it is reported once and
+    does not take probability from the others."""
+    from openblip.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dog\ncat\n\ndog\nbird\n")
+    base = ["classify", images[0], "--model", models["full"], "--top-k", "10"]
+    assert main([*base, "--labels", "dog,cat,bird"]) == 0
+    once = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert main([*base, "--labels-file", str(labels)]) == 0
+    from_file = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert main([*base, "--labels", "dog,cat,dog,bird,cat"]) == 0
+    repeated = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert sorted(once[0]["labels"]) == ["bird", "cat", "dog"]
+    for got in (from_file, repeated):
+        assert got[0]["labels"] == once[0]["labels"]
+        assert got[0]["probabilities"] == pytest.approx(once[0]["probabilities"], abs=1e-6)

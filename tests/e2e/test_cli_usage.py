@@ -75,3 +75,41 @@ def test_help_lists_the_inference_commands(capsys) -> None:
     out = capsys.readouterr().out
     for name in ("caption", "vqa", "match", "index", "search", "classify"):
         assert name in out
+
+
+@pytest.mark.parametrize("first_bad", [True, False])
+def test_caption_settings_the_model_cannot_honour_are_refused_before_any_record(
+    first_bad: bool, models, images, tmp_path, capsys
+) -> None:
+    """A prompt longer than --max-length is a usage error (exit 2, nothing written) even when
+    the first batch holds only images that fail, or when every image fails."""
+    from openblip.cli import main
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image\n")
+    inputs = [str(bad), images[0]] if first_bad else [str(bad)]
+    args = ["caption", *inputs, "--model", models["full"], "--max-length", "3", "--batch-size", "1"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "the prompt takes 4 tokens ([DEC] included): max_length 3 leaves nothing to generate" in captured.err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--sample", "--temperature", "inf"],  # was: every image failed in the sampler (exit 1)
+        ["--sample", "--temperature", "nan"],
+        ["--repetition-penalty", "nan"],  # was: a silently meaningless caption (exit 0)
+        ["--length-penalty", "nan"],
+        ["--length-penalty=-inf"],
+    ],
+)
+def test_non_finite_decoding_settings_are_usage_errors(flags: list[str], models, images, capsys) -> None:
+    from openblip.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["caption", images[0], "--model", models["full"], "--max-length", "6", *flags])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "is not a finite number" in captured.err

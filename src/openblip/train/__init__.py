@@ -6,21 +6,16 @@
 Layout: config.py (TrainConfig), objectives.py + losses.py + momentum.py (what is optimised),
 loop.py (the engine), optim.py (AdamW groups, schedules), distributed.py (torchrun, gathers with
 gradient), checkpoint.py (checkpoint files), resume.py (what a checkpoint holds, restoring it),
-progress.py (metrics.jsonl, progress on stderr), determinism.py (reproducible CPU BLAS), data.py
-(deterministic batch stream), build.py (model and objective from a config), text_init.py (MiniLM
-text weights), evaluate.py (retrieval, caption and VQA evaluation).
+progress.py (metrics.jsonl, progress on stderr), data.py (deterministic batch stream), build.py
+(model and objective from a config), text_init.py (MiniLM text weights), evaluate.py (retrieval,
+caption and VQA evaluation).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from openblip.train.determinism import set_reproducible_blas_env
-
-# Before anything here can make torch call MKL: MKL reads these at its first call (determinism.py).
-set_reproducible_blas_env()
-
-from openblip.train.config import TrainConfig, load_config  # noqa: E402
+from openblip.train.config import TrainConfig, load_config
 
 if TYPE_CHECKING:
     from openblip.train.loop import TrainResult, train
