@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import random
@@ -175,14 +176,20 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
     wrapped: torch.nn.Module = objective
     if env.distributed:
-        # Buffers (the queues) change identically on every rank: no per-forward broadcast.
-        device_ids = [env.local_rank] if cuda else None
-        wrapped = DistributedDataParallel(objective, device_ids=device_ids, forward_sync_buffers=False)
+        wrapped = _ddp(objective, [env.local_rank] if cuda else None)
     builder = BatchBuilder(_data_section(cfg, env), cfg.model.image_size, tokenizer, _text_rule(cfg), cfg.run.seed)
     return _Run(
         cfg, env, run_dir, tokenizer, objective, wrapped, optimizer, scaler, schedule, builder,
         steps_per_epoch, total, position,
     )  # fmt: skip
+
+
+def _ddp(objective: Objective, device_ids: list[int] | None) -> DistributedDataParallel:
+    """DDP without the per-forward buffer broadcast: the buffers (the queues) change identically on
+    every rank. torch 2.13 renamed the switch (broadcast_buffers is deprecated, with a warning)."""
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters:
+        return DistributedDataParallel(objective, device_ids=device_ids, forward_sync_buffers=False)
+    return DistributedDataParallel(objective, device_ids=device_ids, broadcast_buffers=False)
 
 
 def _optimizer_step(run: _Run, it: Iterator[Batch]) -> tuple[dict[str, torch.Tensor], int]:
