@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openblip.train import checkpoint as C
+from openblip.train import checkpoint as ckpt
 from openblip.train.config import TrainConfig, load_config
 from openblip.train.loop import METRICS_FILE, train
 
@@ -54,10 +54,10 @@ def test_intervals_below_one_are_refused(cfg: Callable[..., TrainConfig], tmp_pa
 def test_fresh_run_refuses_a_directory_with_checkpoints(cfg: Callable[..., TrainConfig], tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(cfg(out, "schedule.max_steps=2"))
-    before = [p.name for p in C.list_checkpoints(out)]
+    before = [p.name for p in ckpt.list_checkpoints(out)]
     with pytest.raises(ValueError, match=r"step-00000002\.pt.*resume"):
         train(cfg(out, "schedule.max_steps=2"))
-    assert [p.name for p in C.list_checkpoints(out)] == before
+    assert [p.name for p in ckpt.list_checkpoints(out)] == before
     assert _steps(out) == [1, 2]
 
 
@@ -76,7 +76,7 @@ def test_resume_drops_metrics_of_steps_after_the_checkpoint(cfg: Callable[..., T
     train(cfg(out, "run.ckpt_every=2", "run.keep_last=0"))
     assert _steps(out) == [1, 2, 3, 4]
     # as if killed after logging step 3, before its checkpoint, mid-way through a line
-    C.checkpoint_dir(out).joinpath("step-00000004.pt").unlink()
+    ckpt.checkpoint_dir(out).joinpath("step-00000004.pt").unlink()
     with (out / METRICS_FILE).open("a") as f:
         f.write('{"step": 4, "lo')
     train(cfg(out, "run.ckpt_every=2", "run.keep_last=0"), resume=True)
@@ -95,8 +95,8 @@ def test_fresh_run_starts_a_new_metrics_file(cfg: Callable[..., TrainConfig], tm
 def test_resume_passes_over_a_damaged_latest_checkpoint(cfg: Callable[..., TrainConfig], tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(cfg(out, "run.keep_last=0"))
-    last = C.checkpoint_dir(out) / "step-00000004.pt"
+    last = ckpt.checkpoint_dir(out) / "step-00000004.pt"
     last.write_bytes(last.read_bytes()[:1000])
     done = train(cfg(out, "run.keep_last=0"), resume=True)
     assert done.steps == 4 and _steps(out) == [1, 2, 3, 4]
-    assert C.load_checkpoint(last)["position"]["step"] == 4  # written again, whole
+    assert ckpt.load_checkpoint(last)["position"]["step"] == 4  # written again, whole

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from openblip.train import checkpoint as C
+from openblip.train import checkpoint as ckpt
 
 # tests/conftest.py's tiny config, plus what a resume must carry over: dropout and augmentation
 # draw from the RNGs, the cosine schedule and the queue run on across the checkpoint.
@@ -59,9 +59,9 @@ def _train(cmd: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _final(out: Path) -> dict[str, object]:
-    latest = C.latest_checkpoint(out)
+    latest = ckpt.latest_checkpoint(out)
     assert latest is not None and latest.name == "step-00000012.pt"
-    return C.load_checkpoint(latest)
+    return ckpt.load_checkpoint(latest)
 
 
 def _assert_same(a: object, b: object, where: str) -> None:
@@ -105,7 +105,7 @@ def test_two_runs_and_a_killed_and_resumed_run_end_bitwise_equal(
     proc.wait()
     assert half.exists()
     # If the run got further before the kill landed, forget that progress: resume from step 6.
-    for later in C.list_checkpoints(broken):
+    for later in ckpt.list_checkpoints(broken):
         if later != half:
             later.unlink()
     shutil.rmtree(broken / "model", ignore_errors=True)
@@ -116,5 +116,5 @@ def test_two_runs_and_a_killed_and_resumed_run_end_bitwise_equal(
         _assert_same(a[key], b[key], f"second run: {key}")
         _assert_same(a[key], c[key], f"resumed run: {key}")
     # the run actually trained: the weights moved away from the step-6 checkpoint
-    mid = C.load_checkpoint(half)
+    mid = ckpt.load_checkpoint(half)
     assert not torch.equal(mid["model"]["itm_head.weight"], a["model"]["itm_head.weight"])  # type: ignore[index]

@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from openblip.checkpoint_io import save_pretrained
 from openblip.tokenizer import Tokenizer
-from openblip.train import checkpoint as C
+from openblip.train import checkpoint as ckpt
 from openblip.train.batch import Batch
 from openblip.train.build import build_model, build_objective
 from openblip.train.config import DataSection, ObjectiveKind, Precision, TrainConfig
@@ -126,7 +126,7 @@ class _Run:
     builder: BatchBuilder
     steps_per_epoch: int
     total: int
-    position: C.DataPosition
+    position: ckpt.DataPosition
 
     @property
     def per_step(self) -> int:
@@ -158,14 +158,14 @@ def _start(cfg: TrainConfig, resume: bool) -> _Run:
         total = min(total, cfg.schedule.max_steps)
     schedule = Schedule(cfg.schedule, cfg.optim.lr, steps_per_epoch, total)
 
-    position = C.DataPosition()
-    latest = C.latest_checkpoint(run_dir)
+    position = ckpt.DataPosition()
+    latest = ckpt.latest_checkpoint(run_dir)
     if latest is not None and not resume:
         raise ValueError(
             f"{run_dir} already holds a run's checkpoints (latest {latest}): resume it (--resume), "
             "or choose another run.out_dir"
         )
-    found = C.load_latest(run_dir, map_location=env.device) if resume else None
+    found = ckpt.load_latest(run_dir, map_location=env.device) if resume else None
     if found is not None:
         position = restore(*found, objective, optimizer, scaler, env, cfg)
     elif resume:
@@ -222,9 +222,9 @@ def _advance(run: _Run) -> None:
     p = run.position
     offset = p.offset + run.per_step
     if offset >= run.steps_per_epoch * run.per_step:
-        run.position = C.DataPosition(p.epoch + 1, p.step + 1, 0)
+        run.position = ckpt.DataPosition(p.epoch + 1, p.step + 1, 0)
     else:
-        run.position = C.DataPosition(p.epoch, p.step + 1, offset)
+        run.position = ckpt.DataPosition(p.epoch, p.step + 1, offset)
 
 
 def _record(
@@ -251,7 +251,7 @@ def _checkpoint(run: _Run, lr: float) -> None:
     rng = gather_rng(run.env)  # a collective: every rank takes part
     if run.env.is_main:
         state = run_state(run.objective, run.optimizer, run.scaler, run.position, lr, run.cfg, rng)
-        C.save_checkpoint(run.run_dir, run.position.step, state, run.cfg.run.keep_last)
+        ckpt.save_checkpoint(run.run_dir, run.position.step, state, run.cfg.run.keep_last)
     barrier()
 
 
@@ -296,7 +296,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
 
 
 def _epoch_iter(
-    cfg: TrainConfig, builder: BatchBuilder, position: C.DataPosition, steps_per_epoch: int, env: DistEnv
+    cfg: TrainConfig, builder: BatchBuilder, position: ckpt.DataPosition, steps_per_epoch: int, env: DistEnv
 ) -> Iterator[Batch]:
     """The rest of the current epoch's micro-batches for this rank."""
     micro_global = cfg.data.batch_size * env.world_size
@@ -305,7 +305,7 @@ def _epoch_iter(
     return iter(epoch_loader(dataset, cfg.data.num_workers))
 
 
-def _next_batch(it: Iterator[Batch], position: C.DataPosition, source: str) -> Batch:
+def _next_batch(it: Iterator[Batch], position: ckpt.DataPosition, source: str) -> Batch:
     try:
         return next(it)
     except StopIteration:

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openblip.model.blip import DEC_TOKEN_ID, Blip, with_first_token
-from openblip.train import distributed as D
-from openblip.train import losses as L
+from openblip.train import distributed, losses
 from openblip.train.batch import ImageTextBatch, VqaBatch
 from openblip.train.momentum import FeatureQueue, MomentumEncoders
 
@@ -59,7 +58,7 @@ def decoder_lm_loss(
         raise ValueError("the LM objective needs a model with a text decoder")
     hidden = decoder.transformer(with_first_token(ids, DEC_TOKEN_ID), mask, context)  # (B, L, D)
     targets = labels[:, 1:]  # position t predicts token t + 1
-    keep = targets != L.IGNORE
+    keep = targets != losses.IGNORE
     logits = decoder.head(hidden[:, :-1][keep], decoder.transformer.embeddings.word.weight)  # (K, V)
     return F.cross_entropy(logits.float(), targets[keep], label_smoothing=model.cfg.label_smoothing)
 
@@ -131,26 +130,26 @@ class _Contrastive(Objective):
         temp = self._temp()
         alpha = alpha_at(self.alpha, self.alpha_ramp_epochs, info.epoch_progress)
         b = image_feat.shape[0]
-        ids_all = D.concat_all_gather(batch.image_ids)  # (G,)
+        ids_all = distributed.concat_all_gather(batch.image_ids)  # (G,)
         with torch.no_grad():
             if info.new_step:
                 self.momentum.update(self.model)
             image_m, text_m = self.momentum.features(batch.pixels, batch.ids, batch.mask)  # (B, E)
-            image_m_all = D.concat_all_gather(image_m)  # (G, E)
-            text_m_all = D.concat_all_gather(text_m)
+            image_m_all = distributed.concat_all_gather(image_m)  # (G, E)
+            text_m_all = distributed.concat_all_gather(text_m)
             image_cols = torch.cat([image_m_all.float(), self.queue.image.clone()])  # (G+Q, E)
             text_cols = torch.cat([text_m_all.float(), self.queue.text.clone()])
             if id_aware:
                 col_ids = torch.cat([ids_all, self.queue.ids.clone()])
-                positives = L.id_positives(batch.image_ids, col_ids)
+                positives = losses.id_positives(batch.image_ids, col_ids)
             else:
-                positives = L.diagonal_positives(b, image_cols.shape[0], D.rank() * b, image_feat.device)
+                positives = losses.diagonal_positives(b, image_cols.shape[0], distributed.rank() * b, image_feat.device)
             t = temp.detach()
-            targets_i2t = L.distill_targets(image_m.float() @ text_cols.t() / t, positives, alpha)
-            targets_t2i = L.distill_targets(text_m.float() @ image_cols.t() / t, positives, alpha)
+            targets_i2t = losses.distill_targets(image_m.float() @ text_cols.t() / t, positives, alpha)
+            targets_t2i = losses.distill_targets(text_m.float() @ image_cols.t() / t, positives, alpha)
         sim_i2t = image_feat.float() @ text_cols.t() / temp  # (B, G+Q)
         sim_t2i = text_feat.float() @ image_cols.t() / temp
-        loss = L.itc_loss(sim_i2t, sim_t2i, targets_i2t, targets_t2i)
+        loss = losses.itc_loss(sim_i2t, sim_t2i, targets_i2t, targets_t2i)
         return loss, ids_all, image_m_all, text_m_all
 
     def _itm(
@@ -164,23 +163,23 @@ class _Contrastive(Objective):
     ) -> torch.Tensor:
         """ITM over B positives and 2B hard negatives; sim_* are the global (G, G) similarities."""
         b = batch.ids.shape[0]
-        lo = D.rank() * b
+        lo = distributed.rank() * b
         with torch.no_grad():
             same = ids_all[:, None] == ids_all[None, :]  # the pair itself and same-image pairs
             # Every rank draws all G rows with the same generator state and keeps its own rows.
-            neg_image = L.sample_negatives(L.negative_weights(sim_t2i, same, eps), self.generator)
-            neg_text = L.sample_negatives(L.negative_weights(sim_i2t, same, eps), self.generator)
+            neg_image = losses.sample_negatives(losses.negative_weights(sim_t2i, same, eps), self.generator)
+            neg_text = losses.sample_negatives(losses.negative_weights(sim_i2t, same, eps), self.generator)
             neg_image = neg_image[lo : lo + b].to(image_tokens.device)
             neg_text = neg_text[lo : lo + b].to(image_tokens.device)
-        tokens_all = D.all_gather_with_grad(image_tokens)  # (G, 1+N, Dv), gradient to each owner
-        ids_world = D.concat_all_gather(batch.ids)
-        mask_world = D.concat_all_gather(batch.mask)
+        tokens_all = distributed.all_gather_with_grad(image_tokens)  # (G, 1+N, Dv), gradient to each owner
+        ids_world = distributed.concat_all_gather(batch.ids)
+        mask_world = distributed.concat_all_gather(batch.mask)
         # Pairs: (text, image) matched; (text, negative image); (negative text, image).
         ids = torch.cat([batch.ids, batch.ids, ids_world[neg_text]])
         mask = torch.cat([batch.mask, batch.mask, mask_world[neg_text]])
         images = torch.cat([image_tokens, tokens_all[neg_image], image_tokens])
         logits = self.model.itm_logits(ids, mask, images)  # (3B, 2)
-        return L.itm_loss(logits, positives=b)
+        return losses.itm_loss(logits, positives=b)
 
 
 class PretrainObjective(_Contrastive):
@@ -195,12 +194,12 @@ class PretrainObjective(_Contrastive):
         with torch.no_grad():
             # Negatives weighted by online-vs-momentum similarity, + 1e-4 (blip_pretrain.py).
             t = self._temp_value()
-            text_all = D.concat_all_gather(text_feat.detach()).float()
-            image_all = D.concat_all_gather(image_feat.detach()).float()
+            text_all = distributed.concat_all_gather(text_feat.detach()).float()
+            image_all = distributed.concat_all_gather(image_feat.detach()).float()
             sim_t2i = text_all @ image_m_all.float().t() / t
             sim_i2t = image_all @ text_m_all.float().t() / t
         itm = self._itm(batch, image_tokens, sim_t2i, sim_i2t, ids_all, eps=1e-4)
-        lm = decoder_lm_loss(model, batch.ids, batch.mask, image_tokens, L.lm_labels(batch.ids, batch.mask))
+        lm = decoder_lm_loss(model, batch.ids, batch.mask, image_tokens, losses.lm_labels(batch.ids, batch.mask))
         self.queue.enqueue(image_m_all, text_m_all, ids_all)
         return {"loss": itc + itm + lm, "itc": itc.detach(), "itm": itm.detach(), "lm": lm.detach()}
 
@@ -218,8 +217,8 @@ class RetrievalObjective(_Contrastive):
         with torch.no_grad():
             # Negatives weighted by online similarities, no epsilon (blip_retrieval.py).
             t = self._temp_value()
-            image_all = D.concat_all_gather(image_feat.detach()).float()
-            text_all = D.concat_all_gather(text_feat.detach()).float()
+            image_all = distributed.concat_all_gather(image_feat.detach()).float()
+            text_all = distributed.concat_all_gather(text_feat.detach()).float()
             sim_i2t = image_all @ text_all.t() / t
             sim_t2i = sim_i2t.t()
         itm = self._itm(batch, image_tokens, sim_t2i, sim_i2t, ids_all, eps=0.0)
@@ -237,7 +236,7 @@ class CaptionObjective(Objective):
     def forward(self, batch: ImageTextBatch, info: StepInfo) -> dict[str, torch.Tensor]:
         model = self.model
         image_tokens = model.encode_image(batch.pixels)
-        labels = L.lm_labels(batch.ids, batch.mask, self.prompt_length)
+        labels = losses.lm_labels(batch.ids, batch.mask, self.prompt_length)
         lm = decoder_lm_loss(model, batch.ids, batch.mask, image_tokens, labels)
         return {"loss": lm, "lm": lm.detach()}
 
@@ -254,8 +253,8 @@ class VqaObjective(Objective):
         context = states[batch.answer_question]  # (A, Lq, D)
         context_mask = batch.question_mask[batch.answer_question]
         logits = model.decoder_logits(batch.answer_ids, batch.answer_mask, context, context_mask)
-        labels = L.lm_labels(batch.answer_ids, batch.answer_mask)
-        loss = L.weighted_answer_loss(
+        labels = losses.lm_labels(batch.answer_ids, batch.answer_mask)
+        loss = losses.weighted_answer_loss(
             logits, labels, batch.answer_weights, batch.question_ids.shape[0], model.cfg.label_smoothing
         )
         return {"loss": loss, "vqa": loss.detach()}

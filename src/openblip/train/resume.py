@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from openblip.train import checkpoint as C
+from openblip.train import checkpoint as ckpt
 from openblip.train.config import TrainConfig
 from openblip.train.distributed import DistEnv
 from openblip.train.objectives import Objective
@@ -45,7 +45,7 @@ def run_state(
     objective: Objective,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
-    position: C.DataPosition,
+    position: ckpt.DataPosition,
     lr: float,
     cfg: TrainConfig,
     rng: list[dict[str, Any]],
@@ -66,7 +66,7 @@ def run_state(
 
 def gather_rng(env: DistEnv) -> list[dict[str, Any]]:
     """Every rank's RNG states, in rank order (a collective under DDP)."""
-    mine = C.rng_state()
+    mine = ckpt.rng_state()
     if not env.distributed:
         return [mine]
     everyone: list[Any] = [None] * env.world_size
@@ -107,7 +107,7 @@ def restore(
     scaler: torch.amp.GradScaler,
     env: DistEnv,
     cfg: TrainConfig,
-) -> C.DataPosition:
+) -> ckpt.DataPosition:
     """Load the run state of checkpoint `path` into the run; returns where the data continues."""
     check_same_config(path, state["config"], cfg)
     full = {f"model.{k}": v for k, v in state["model"].items()} | state["objective"]
@@ -117,8 +117,8 @@ def restore(
     rng = state["rng"]
     if len(rng) != env.world_size:
         log.warning("checkpoint saved by %d processes, resuming on %d: RNG streams restart", len(rng), env.world_size)
-    C.set_rng_state(_cpu_rng(rng[env.rank % len(rng)]))
-    position = C.DataPosition.from_dict(state["position"])
+    ckpt.set_rng_state(_cpu_rng(rng[env.rank % len(rng)]))
+    position = ckpt.DataPosition.from_dict(state["position"])
     log.info("resumed from %s at step %d (epoch %d, sample %d)", path, position.step, position.epoch, position.offset)
     return position
 
