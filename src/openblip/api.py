@@ -28,9 +28,10 @@ from openblip.device import resolve_device, resolve_dtype
 from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preprocess
 from openblip.model.blip import Blip
 from openblip.model.generate import BeamRules, GenerationConfig
-from openblip.results import AnswerResult, CaptionResult, ClassifyResult, MatchResult
+from openblip.results import AnswerResult, CaptionResult, ClassifyResult, ExplainResult, MatchResult
 from openblip.tasks.caption import DEFAULT_PROMPT, caption_config, caption_images
 from openblip.tasks.classify import DEFAULT_TEMPLATE, classify_images, prepare_labels
+from openblip.tasks.explain import check_request, explain_loaded
 from openblip.tasks.index import EmbeddingIndex, IndexEntry, IndexKind, ModelIdentity, model_fingerprint
 from openblip.tasks.inputs import check_text, embed_images, embed_texts
 from openblip.tasks.match import match_images_texts
@@ -247,6 +248,20 @@ class BlipPipeline:
                     MatchResult(image_name(items[i], i), t, float(s.itm[b, j]), float(s.itc[b, j]))
                     for j, t in enumerate(text_list)
                 ]
+        return out
+
+    def explain(
+        self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str], *, layer: int | None = None
+    ) -> list[ExplainResult]:
+        """Where each word of each text is grounded in each image, image-major (ITM Grad-CAM as
+        LAVIS, tasks/explain.py): (gh, gw) maps; layer 0-based, default the middle (6 of 12)."""
+        items, text_list = _as_list(images), _as_texts(texts)
+        check_request(self.model, text_list, layer)  # before any image is read
+        out: list[ExplainResult] = []
+        for i, item in enumerate(items):
+            name = image_name(item, i)
+            (row,) = explain_loaded(self.model, self.tokenizer, [self.load_image(item, name)], text_list, layer=layer)
+            out += [ExplainResult(image=name, **vars(e)) for e in row]
         return out
 
     def embed_images(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> torch.Tensor:

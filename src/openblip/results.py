@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from openblip.tasks.caption import Caption
 from openblip.tasks.classify import LabelScore
+from openblip.tasks.explain import Explanation
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,12 @@ class ClassifyResult:
     @property
     def label(self) -> str:
         return self.labels[0].label
+
+
+@dataclass(frozen=True, eq=False)
+class ExplainResult(Explanation):
+    """Grad-CAM text localization of one (image, text) pair: the whole text's map, each written
+    word's map, peak and mass share (openblip/tasks/explain.py, Explanation). Draw it with
+    openblip.tasks.heatmap.render(image, result)."""
+
+    image: str  # the path, or "<bytes #i>" / "<image #i>"

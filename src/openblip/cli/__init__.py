@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.caption_cmd",
     "openblip.cli.vqa_cmd",
     "openblip.cli.match_cmd",
+    "openblip.cli.explain_cmd",
     "openblip.cli.index_cmd",
     "openblip.cli.search_cmd",
     "openblip.cli.classify_cmd",
