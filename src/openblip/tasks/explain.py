@@ -10,12 +10,16 @@ lavis/models/blip_models/blip_image_text_matching.py), the only widely used defi
    column is dropped, leaving the N = grid x grid patches; padding tokens are zeroed;
 4. the whole-text map is the mean over the text's tokens ([ENC] and [SEP] excluded).
 
-Layer: LAVIS's `compute_gradcam(block_num=6)` (0-based) and its text-localization demo (the
-Streamlit app's "Layer number" 7, 1-based) use the 7th of the 12 layers of BLIP-base and -large,
-the middle of the stack; LAVIS documents no reason. We default to the middle layer of any
-depth (depth // 2: 6 for 12 layers) and measured why on a trained model (tests/tasks/
-test_explain_planted.py): early layers have read too little of the image through the text to
-single out an object, late ones pass the match gradient mostly through [ENC]'s own path.
+Layer: LAVIS's `compute_gradcam` defaults to block_num=6 (0-based) and its text-localization
+demo (the Streamlit app's "Layer number" 7, 1-based, minus one) uses the same: the 7th of the 12
+cross-attention layers of BLIP-base and -large, the middle of the stack (its example notebook
+passes block_num=7). LAVIS states no reason;
+the one we can give is structural: the text tokens' probabilities reach the [ENC] state that the
+ITM head reads only through the self-attention of the layers after them, so the last layer's
+maps are zero (tests/tasks/test_explain.py) and late layers see little of that mixing, while the
+first layers' text states have read little of the image yet. We default to the middle layer of
+any depth (depth // 2, never the last).
+
 Subword pieces of one written word are merged into that word by their mean (a word's map on
 the scale of a token's).
 
@@ -60,11 +64,11 @@ _PUNCTUATION = string.punctuation  # shown words drop it around them ("dog," -> 
 _WORD = re.compile(r"(?:\S|[\x0b\x0c\x1c-\x1f\x85])+")
 
 
-def default_layer(model: Blip) -> int:
-    """The middle cross-attention layer (0-based): 6 of 12, as LAVIS for BLIP-base/-large; never
-    the last of two or more, whose text tokens cannot reach the [ENC] state the ITM head reads
-    (only feed-forward, token by token, follows it): their maps would be zero."""
-    depth = model.cfg.text.depth
+def default_layer(depth: int) -> int:
+    """The middle cross-attention layer (0-based) of a `depth`-layer encoder: 6 of 12, as LAVIS
+    for BLIP-base/-large; never the last of two or more, whose text tokens cannot reach the
+    [ENC] state the ITM head reads (only feed-forward, token by token, follows it): their maps
+    would be zero."""
     return min(depth // 2, max(depth - 2, 0))
 
 
@@ -84,7 +88,7 @@ def check_request(model: Blip, texts: Sequence[str], layer: int | None) -> int:
 def check_layer(model: Blip, layer: int | None) -> int:
     """`layer` (0-based; None: default_layer), refused outside the text encoder's layers."""
     depth = model.cfg.text.depth
-    chosen = default_layer(model) if layer is None else layer
+    chosen = default_layer(depth) if layer is None else layer
     if not 0 <= chosen < depth:
         raise ValueError(f"layer {chosen} is outside the text encoder's {depth} layers (0..{depth - 1})")
     return chosen
