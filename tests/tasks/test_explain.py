@@ -25,6 +25,10 @@ TEXTS = ["A dog running on the beach!", "unbelievably (RED) circles, top-left", 
 SIZES = [(40, 48), (100, 50), (64, 64)]
 
 
+def _pairs(rows):
+    return [e for row in rows for e in row]
+
+
 @pytest.fixture(scope="module")
 def deep_model() -> Blip:
     """A tiny model with 4 text layers, so that the explained layer has layers before and after it."""
@@ -148,7 +152,7 @@ def test_word_spans_cover_every_piece_of_any_text(tokenizer) -> None:
     """Whatever the text (punctuation inside words, tabs, control characters, accents, CJK,
     emoji, words of punctuation only, more than 30 words, more than 35 tokens), the written
     words' pieces are exactly the text's pieces; truncated words are cut or left out."""
-    alphabet = list("abcXYZ éİß.,!?'-()*#:;~\"/") + ["\t", "\n", "  ", "\x0b", "\x1c", "\xa0", "\u2028", "猫", "😀"]
+    alphabet = [*"abcXYZ éİß.,!?'-()*#:;~\"/", "\t", "\n", "  ", "\x0b", "\x1c", "\xa0", "\u2028", "猫", "😀"]
     rng = random.Random(0)
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 120))) for _ in range(300)]
     texts += ["word " * 40, "unbelievably " * 20, "a.b.c.d e...f", "... !!! a"]
@@ -197,7 +201,7 @@ def test_rows_per_pass_do_not_change_the_maps(deep_model, tokenizer, pixels, mon
     whole = explain_images_texts(deep_model, tokenizer, pixels, SIZES, TEXTS)
     monkeypatch.setattr("openblip.tasks.explain._ROWS", 1)  # one image per pass
     alone = explain_images_texts(deep_model, tokenizer, pixels, SIZES, TEXTS)
-    for a, b in zip(sum(whole, []), sum(alone, [])):
+    for a, b in zip(_pairs(whole), _pairs(alone)):
         np.testing.assert_allclose(a.map, b.map, rtol=0, atol=1e-6)
 
 
@@ -207,7 +211,7 @@ def test_bf16_maps_follow_fp32(deep_model, tokenizer, pixels) -> None:
     half = Blip(deep_model.cfg).eval()
     half.load_state_dict(deep_model.state_dict())
     bf16 = explain_images_texts(half.to(torch.bfloat16), tokenizer, pixels, SIZES, TEXTS)
-    for a, b in zip(sum(fp32, []), sum(bf16, [])):
+    for a, b in zip(_pairs(fp32), _pairs(bf16)):
         assert b.map.dtype == np.float32
         assert np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1] > 0.9
         assert abs(a.itm_score - b.itm_score) < 0.05
