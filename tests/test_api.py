@@ -276,3 +276,21 @@ def test_texts_that_are_neither_str_nor_a_sequence_are_a_clear_type_error(blip, 
     vqa = openblip.load(models["vqa"], device="cpu")
     with pytest.raises(TypeError, match="question is int, expected a str or a sequence of them"):
         vqa.answer(images[0], 5)  # type: ignore[arg-type]
+
+
+def test_explain_returns_maps_with_words_and_renders(blip, models, images) -> None:
+    from openblip.tasks.heatmap import render
+
+    results = blip.explain(images[:2], ["A dog.", "red circles"])
+    assert [(r.image, r.text) for r in results] == [(i, t) for i in images[:2] for t in ("A dog.", "red circles")]
+    first = results[0]
+    assert first.map.shape == (4, 4) and first.layer == 0 and [w.word for w in first.words] == ["A", "dog"]
+    assert first.itm_score == pytest.approx(blip.match(images[0], "A dog.")[0].itm_score, abs=1e-5)
+    pictures = render(Image.open(images[0]), first)
+    assert pictures.whole.size == (512, 410) and pictures.words.size == (2 * 192, 154 + 22)
+    larger = openblip.load(models["full"], device="cpu", image_size=96)  # patch grid from the input size
+    assert larger.explain(images[0], "a dog")[0].map.shape == (6, 6)
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        blip.explain(["missing.png"], ["a dog", "!!!"])  # checked before any image is read
+    with pytest.raises(ValueError, match="layer 5"):
+        blip.explain(images[0], "a dog", layer=5)
