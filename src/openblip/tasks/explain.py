@@ -97,7 +97,6 @@ def check_layer(model: Blip, layer: int | None) -> int:
 # ---- Grad-CAM over token maps ---------------------------------------------------------------
 @dataclass(frozen=True)
 class TokenCams:
-    itm_logit: torch.Tensor  # (R,) match logit, float32 on the CPU
     itm_score: torch.Tensor  # (R,) probability of match (softmax of the ITM logits)
     cams: torch.Tensor  # (R, L, gh, gw) per text token, float32 on the CPU; padding rows are 0
 
@@ -133,7 +132,6 @@ def token_cams(model: Blip, ids: torch.Tensor, mask: torch.Tensor, image_tokens:
     cam = (grad.float().clamp(min=0) * probs.detach().float()).mean(1)  # (R, L, 1+N), heads averaged
     cam = cam[..., 1:] * mask[:, :, None].to(cam.dtype)  # image [CLS] dropped, padding zeroed
     return TokenCams(
-        logits[:, 1].detach().cpu(),
         logits.detach().softmax(-1)[:, 1].cpu(),
         cam.reshape(cam.shape[0], cam.shape[1], grid, grid).cpu(),
     )
