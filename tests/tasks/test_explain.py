@@ -19,7 +19,7 @@ from openblip.tasks.explain import (
     word_spans,
 )
 from openblip.tasks.match import match_images_texts
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 
 TEXTS = ["A dog running on the beach!", "unbelievably (RED) circles, top-left", "two cats"]
 SIZES = [(40, 48), (100, 50), (64, 64)]

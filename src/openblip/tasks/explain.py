@@ -54,7 +54,7 @@ from openblip.tasks.inputs import (
     token_limit,
     tokenize,
 )
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 from openblip.tokenizer import Tokenizer
 
 _ROWS = 64  # (image, text) pairs through the text side at once: the graph holds them all
