@@ -292,5 +292,5 @@ def test_explain_returns_maps_with_words_and_renders(blip, models, images) -> No
     assert larger.explain(images[0], "a dog")[0].map.shape == (6, 6)
     with pytest.raises(ValueError, match="text 1 is empty"):
         blip.explain(["missing.png"], ["a dog", "!!!"])  # checked before any image is read
-    with pytest.raises(ValueError, match="layer 5"):
+    with pytest.raises(ValueError, match="layer 5 cannot be explained"):
         blip.explain(images[0], "a dog", layer=5)

@@ -52,7 +52,10 @@ def test_bad_images_and_texts_get_error_records(cli, models, bad_dir: Path) -> N
 
 @pytest.mark.parametrize(
     ("model", "extra", "message"),
-    [("full", ["--layer", "2"], "layer 2 is outside the text encoder's 2 layers"), ("vqa", [], "ITC/ITM heads")],
+    [
+        ("full", ["--layer", "1"], "layer 1 cannot be explained: the text encoder has 2 layers"),
+        ("vqa", [], "ITC/ITM heads"),
+    ],
 )
 def test_usage_errors(cli, models, images, model: str, extra: list[str], message: str) -> None:
     res = cli("explain", images[0], "--text", "a dog", "--model", models[model], *extra)

@@ -16,6 +16,7 @@ from openblip.tasks.explain import (
     default_layer,
     explain_images_texts,
     peak_pixel,
+    token_cams,
     word_spans,
 )
 from openblip.tasks.match import match_images_texts
@@ -167,22 +168,30 @@ def test_word_spans_cover_every_piece_of_any_text(tokenizer) -> None:
 
 def test_default_layer_is_the_middle_and_never_the_last() -> None:
     assert default_layer(12) == 6  # LAVIS compute_gradcam(block_num=6) for BLIP-base and -large
-    assert [default_layer(d) for d in (1, 2, 3, 4, 6)] == [0, 0, 1, 2, 3]
+    assert [default_layer(d) for d in (2, 3, 4, 6)] == [0, 1, 2, 3]
 
 
-def test_the_last_layer_has_zero_maps(full_model, tokenizer, pixels) -> None:
-    """At the last layer only [ENC]'s row reaches the ITM head: every text token's map is zero,
-    no word has a peak, and no mass is shared out."""
-    (row,) = explain_images_texts(full_model, tokenizer, pixels[:1], SIZES[:1], TEXTS[:1], layer=1)
-    assert not row[0].map.any()
-    assert all(w.peak is None and w.mass == 0.0 for w in row[0].words)
-
-
-def test_layer_and_model_checks(full_model, caption_model, tokenizer, pixels) -> None:
-    with pytest.raises(ValueError, match="layer 2 is outside the text encoder's 2 layers"):
-        check_layer(full_model, 2)
-    with pytest.raises(ValueError, match="layer -1"):
+def test_the_last_layer_has_zero_maps_and_is_refused(full_model, tokenizer, pixels) -> None:
+    """At the last layer only [ENC]'s row reaches the ITM head: every text token's map is zero.
+    So that layer (and a 1-layer encoder) is refused."""
+    ids, mask = tokenizer.encode(["a red circle", "two dogs"])
+    with torch.no_grad():
+        tokens = full_model.encode_image(pixels[:1])
+    cams = token_cams(full_model, ids, mask, tokens, layer=1)
+    assert cams.cams.shape == (2, ids.shape[1], 4, 4)
+    assert cams.cams[:, 0].any() and not cams.cams[:, 1:].any()  # [ENC]'s own row, and nothing else
+    with pytest.raises(
+        ValueError, match="layer 1 cannot be explained: the text encoder has 2 layers, and only 0\\.\\.0"
+    ):
+        check_layer(full_model, 1)
+    with pytest.raises(ValueError, match="layer -1 cannot"):
         explain_images_texts(full_model, tokenizer, pixels[:1], SIZES[:1], TEXTS, layer=-1)
+    one = Blip(full_model.cfg.replace(text=dataclasses.replace(full_model.cfg.text, depth=1))).eval()
+    with pytest.raises(ValueError, match="layer -1 cannot be explained: the text encoder has 1 layers"):
+        check_layer(one, None)
+
+
+def test_model_and_text_checks(full_model, caption_model, tokenizer, pixels) -> None:
     with pytest.raises(ValueError, match="ITC/ITM heads"):
         explain_images_texts(caption_model, tokenizer, pixels[:1], SIZES[:1], TEXTS)
     with pytest.raises(ValueError, match="text 1 is empty"):

@@ -18,7 +18,7 @@ the one we can give is structural: the text tokens' probabilities reach the [ENC
 ITM head reads only through the self-attention of the layers after them, so the last layer's
 maps are zero (tests/tasks/test_explain.py) and late layers see little of that mixing, while the
 first layers' text states have read little of the image yet. We default to the middle layer of
-any depth (depth // 2, never the last).
+any depth (depth // 2, never the last: check_layer).
 
 Subword pieces of one written word are merged into that word by their mean (a word's map on
 the scale of a token's).
@@ -66,16 +66,14 @@ _WORD = re.compile(r"(?:\S|[\x0b\x0c\x1c-\x1f\x85])+")
 
 def default_layer(depth: int) -> int:
     """The middle cross-attention layer (0-based) of a `depth`-layer encoder: 6 of 12, as LAVIS
-    for BLIP-base/-large; never the last of two or more, whose text tokens cannot reach the
-    [ENC] state the ITM head reads (only feed-forward, token by token, follows it): their maps
-    would be zero."""
-    return min(depth // 2, max(depth - 2, 0))
+    for BLIP-base/-large, and never the last (see check_layer)."""
+    return min(depth // 2, depth - 2)
 
 
 def check_request(model: Blip, texts: Sequence[str], layer: int | None) -> int:
     """What explaining needs before any image is read: an ITM-capable model, texts with
-    something left after cleaning (ValueError naming the first that has not), a layer inside
-    the encoder (0-based; None: default_layer). Returns the layer."""
+    something left after cleaning (ValueError naming the first that has not), a layer that can
+    be explained (check_layer). Returns the layer."""
     require_heads(model, "explaining image-text matching")
     clean_texts(texts, True)  # type checks
     if not texts:
@@ -86,11 +84,17 @@ def check_request(model: Blip, texts: Sequence[str], layer: int | None) -> int:
 
 
 def check_layer(model: Blip, layer: int | None) -> int:
-    """`layer` (0-based; None: default_layer), refused outside the text encoder's layers."""
+    """`layer` (0-based; None: default_layer), refused unless 0 <= layer <= depth - 2. The last
+    layer's maps are zero by construction: only feed-forward, token by token, follows its
+    cross-attention, so no text token but [ENC] reaches the state the ITM head reads (LAVIS's
+    demo likewise offers layers 1-11 of 12, 1-based)."""
     depth = model.cfg.text.depth
     chosen = default_layer(depth) if layer is None else layer
-    if not 0 <= chosen < depth:
-        raise ValueError(f"layer {chosen} is outside the text encoder's {depth} layers (0..{depth - 1})")
+    if not 0 <= chosen <= depth - 2:
+        raise ValueError(
+            f"layer {chosen} cannot be explained: the text encoder has {depth} layers, and only 0..{depth - 2} "
+            "pass their text tokens on to the ITM head (the last one's maps are zero)"
+        )
     return chosen
 
 
