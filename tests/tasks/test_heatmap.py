@@ -53,6 +53,15 @@ def test_word_strip_has_a_labelled_tile_per_word(photo) -> None:
         word_strip(photo, [])
 
 
+def test_word_tiles_share_one_colour_scale(photo) -> None:
+    """A word whose map is a millionth of another's is drawn cold, not as hot as the other."""
+    words = [WordMap("red", _corner_map(), (5, 5), 1.0), WordMap("a", _corner_map() * 1e-6, (5, 5), 0.0)]
+    strip = np.asarray(word_strip(photo, words, tile=60), dtype=np.int32)
+    plain = np.asarray(photo.resize((60, 40), Image.Resampling.BICUBIC), dtype=np.int32)
+    assert np.abs(strip[:10, :15] - plain[:10, :15]).mean() > 40  # "red": its corner is hot
+    assert np.abs(strip[:40, 60:120] - plain).max() <= 2  # "a": the photo
+
+
 def test_heatmap_png_and_data_url(full_model, tokenizer, photo) -> None:
     """The one-call picture for reports and web pages: a PNG of the photo with the map over it."""
     png = heatmap_png(full_model, tokenizer, photo, "a red circle", longest=150)

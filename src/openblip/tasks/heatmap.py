@@ -40,14 +40,13 @@ def display_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def upsample(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A (gh, gw) map -> (height, width) float32 in [0, 1]: bicubic, negatives clipped, divided
-    by its maximum (all zeros when the map has no positive value)."""
+def upsample(heat: np.ndarray, size: tuple[int, int], top: float | None = None) -> np.ndarray:
+    """A (gh, gw) map -> (height, width) float32 in [0, 1]: bicubic, divided by `top` (default:
+    the map's maximum), clipped (all zeros when there is nothing positive to show)."""
     grid = torch.from_numpy(np.ascontiguousarray(heat, dtype=np.float32))[None, None]
-    big = F.interpolate(grid, size=(size[1], size[0]), mode="bicubic", align_corners=False)[0, 0]
-    level: np.ndarray = big.clamp(min=0).numpy()
-    top = float(level.max())
-    return level / top if top > 0 else np.zeros_like(level)
+    big = F.interpolate(grid, size=(size[1], size[0]), mode="bicubic", align_corners=False)[0, 0].numpy()
+    scale = float(big.max()) if top is None else top
+    return np.clip(big / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(big)
 
 
 def jet(values: np.ndarray) -> np.ndarray:
@@ -57,11 +56,12 @@ def jet(values: np.ndarray) -> np.ndarray:
     return np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
 
 
-def overlay(image: Image.Image, heat: np.ndarray, longest: int = OVERLAY_SIZE) -> Image.Image:
-    """The photo (any size; shown with its longest side `longest`) with the map over it."""
+def overlay(image: Image.Image, heat: np.ndarray, longest: int = OVERLAY_SIZE, top: float | None = None) -> Image.Image:
+    """The photo (any size; shown with its longest side `longest`) with the map over it, scaled
+    so that `top` (default: the map's maximum) is the hottest colour."""
     size = display_size(image.size, longest)
     photo = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
-    level = upsample(heat, size)
+    level = upsample(heat, size, top)
     alpha = (level**_ALPHA_GAMMA)[..., None]
     mixed = (1.0 - alpha) * photo + alpha * jet(level)
     return Image.fromarray(np.clip(np.rint(mixed * 255.0), 0, 255).astype(np.uint8), "RGB")
@@ -71,7 +71,9 @@ def word_strip(
     image: Image.Image, words: Sequence[WordMap], tile: int = TILE_SIZE, per_row: int = TILES_PER_ROW
 ) -> Image.Image:
     """One overlay per word, left to right in text order (wrapped after `per_row`), each labelled
-    with the word and its share of the text's map."""
+    with the word and its share of the text's map. All share one colour scale (the hottest
+    point of any word), so that a word the match hardly rests on looks cold: scaled one by one,
+    as LAVIS's demo does, a map of almost nothing looks as hot as the word that decides."""
     if not words:
         raise ValueError("no words to draw")
     w, h = display_size(image.size, tile)
@@ -80,9 +82,10 @@ def word_strip(
     sheet = Image.new("RGB", (columns * w, rows * (h + _LABEL_HEIGHT)), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=14)
+    top = max(float(w.map.max()) for w in words)
     for k, word in enumerate(words):
         x, y = (k % columns) * w, (k // columns) * (h + _LABEL_HEIGHT)
-        sheet.paste(overlay(image, word.map, tile), (x, y))
+        sheet.paste(overlay(image, word.map, tile, top), (x, y))
         label = _fit(draw, f"{word.word} {100 * word.mass:.0f}%", font, w - 4)
         draw.text((x + w / 2, y + h + _LABEL_HEIGHT / 2), label, fill="black", font=font, anchor="mm")
     return sheet
