@@ -18,8 +18,8 @@ the one we can give is structural: the text tokens' probabilities reach the [ENC
 ITM head reads only through the self-attention of the layers after them, so the last layer's
 maps are zero (tests/tasks/test_explain.py) and late layers see little of that mixing, while the
 first layers' text states have read little of the image yet: on the small trained model of
-tests/tasks/test_explain_planted.py the middle of 3 layers puts 93% of the map on a planted
-object, the first layer 0.07%. We default to the middle layer of
+tests/tasks/test_explain_planted.py, the colour word's map puts 93% of its mass on a planted
+object at the middle of 3 layers, 0.07% at the first. We default to the middle layer of
 any depth (depth // 2, never the last: check_layer).
 
 Subword pieces of one written word are merged into that word by their mean (a word's map on
