@@ -13,14 +13,14 @@ lavis/models/blip_models/blip_image_text_matching.py), the only widely used defi
 Layer: LAVIS's `compute_gradcam` defaults to block_num=6 (0-based) and its text-localization
 demo (the Streamlit app's "Layer number" 7, 1-based, minus one) uses the same: the 7th of the 12
 cross-attention layers of BLIP-base and -large, the middle of the stack (its example notebook
-passes block_num=7). LAVIS states no reason;
-the one we can give is structural: the text tokens' probabilities reach the [ENC] state that the
-ITM head reads only through the self-attention of the layers after them, so the last layer's
-maps are zero (tests/tasks/test_explain.py) and late layers see little of that mixing, while the
-first layers' text states have read little of the image yet: on the small trained model of
-tests/tasks/test_explain_planted.py, the colour word's map puts 93% of its mass on a planted
-object at the middle of 3 layers, 0.07% at the first. We default to the middle layer of
-any depth (depth // 2, never the last: check_layer).
+passes block_num=7). LAVIS states no reason; the one we can give is structural: the text
+tokens' probabilities reach the [ENC] state that the ITM head reads only through the
+self-attention of the layers after them, so the last layer's maps are zero
+(tests/tasks/test_explain.py) and late layers see little of that mixing, while the first
+layers' text states have read little of the image yet. On the small trained model of
+tests/tasks/test_explain_planted.py the colour word's map puts 93% of its mass on a planted
+object at the middle of 3 layers, 0.07% at the first. We default to the middle layer of any
+depth (depth // 2, never the last: check_layer).
 
 Subword pieces of one written word are merged into that word by their mean (a word's map on
 the scale of a token's).
