@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from openblip.api_inputs import ImageInput, as_images, as_texts, image_name
 from openblip.checkpoint_io import LoadedModel, SourceInfo, load_model
 from openblip.device import resolve_device, resolve_dtype
-from openblip.image import DEFAULT_MAX_PIXELS, ImageSource, load_image, preprocess
+from openblip.image import DEFAULT_MAX_PIXELS, load_image, preprocess
 from openblip.model.blip import Blip
 from openblip.model.generate import BeamRules, GenerationConfig
 from openblip.results import AnswerResult, CaptionResult, ClassifyResult, ExplainResult, MatchResult
@@ -40,46 +41,6 @@ from openblip.tasks.vqa import RANK_K, answer_questions, clean_question, rank_an
 from openblip.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
-
-ImageInput = ImageSource  # path, bytes or PIL.Image.Image
-
-
-_IMAGE_TYPES = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
-_EXPECTED = "expected a path, bytes or PIL.Image.Image"
-
-
-def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    """One image or a sequence of them -> a list, each item's type checked before any is read."""
-    if isinstance(images, _IMAGE_TYPES):
-        return [images]  # one image (bytes are a sequence too, of ints)
-    if hasattr(images, "__array__") or not isinstance(images, Iterable):  # an array is one image, not rows
-        raise TypeError(f"images is {type(images).__name__}, {_EXPECTED}, or a sequence of them{_hint(images)}")
-    items = list(images)
-    for i, item in enumerate(items):
-        if not isinstance(item, _IMAGE_TYPES):
-            raise TypeError(f"images[{i}] is {type(item).__name__}, {_EXPECTED}{_hint(item)}")
-    return items
-
-
-def _as_texts(texts: str | Sequence[str], what: str = "texts") -> list[str]:
-    """One text or a sequence of them -> a list (each item's type is checked with its content)."""
-    if isinstance(texts, str):
-        return [texts]
-    if not isinstance(texts, Iterable):
-        raise TypeError(f"{what} is {type(texts).__name__}, expected a str or a sequence of them")
-    return list(texts)
-
-
-def _hint(value: object) -> str:
-    return " (make an array an image with PIL.Image.fromarray)" if hasattr(value, "__array__") else ""
-
-
-def image_name(source: ImageInput, index: int) -> str:
-    if isinstance(source, str | os.PathLike):
-        return os.fspath(source)
-    if isinstance(source, Image.Image):
-        return f"<image #{index}>"
-    return f"<bytes #{index}>"
 
 
 class BlipPipeline:
@@ -175,7 +136,7 @@ class BlipPipeline:
             seed=seed,
             beam_rules=beam_rules,
         )
-        items = _as_list(images)
+        items = as_images(images)
         out: list[CaptionResult] = []
         for chunk, pixels in self._batches(items, batch_size):
             caps = caption_images(self.model, self.tokenizer, pixels, cfg, prompt, sample_keys=chunk)
@@ -203,8 +164,8 @@ class BlipPipeline:
         original's rank mode (top rank_k by first-token probability, then full likelihood).
         An empty question (nothing left after cleaning) raises ValueError naming it, before any
         image is read."""
-        items = _as_list(images)
-        questions = [question] * len(items) if isinstance(question, str) else _as_texts(question, "question")
+        items = as_images(images)
+        questions = [question] * len(items) if isinstance(question, str) else as_texts(question, "question")
         if len(questions) != len(items):
             raise ValueError(f"{len(questions)} questions for {len(items)} images")
         for i, q in enumerate(questions):
@@ -234,8 +195,8 @@ class BlipPipeline:
         """ITM probability and ITC cosine of every (image, text) pair, image-major. Texts are
         cleaned as the original retrieval (pre_caption, 30 words) and cut to 35 tokens; a text
         with nothing left ("", "!!!") raises ValueError naming it, before any image is read."""
-        items = _as_list(images)
-        text_list = _as_texts(texts)
+        items = as_images(images)
+        text_list = as_texts(texts)
         if not text_list:
             raise ValueError("no texts to match")
         for i, t in enumerate(text_list):
@@ -253,27 +214,24 @@ class BlipPipeline:
     def explain(
         self, images: ImageInput | Sequence[ImageInput], texts: str | Sequence[str], *, layer: int | None = None
     ) -> list[ExplainResult]:
-        """Where each word of each text is grounded in each image, image-major (ITM Grad-CAM as
-        LAVIS, tasks/explain.py): (gh, gw) maps; layer 0-based, default the middle (6 of 12)."""
-        items, text_list = _as_list(images), _as_texts(texts)
+        """ITM Grad-CAM of every (image, text) pair, image-major (tasks/explain.py); layer 0-based."""
+        items, text_list = as_images(images), as_texts(texts)
         check_request(self.model, text_list, layer)  # before any image is read
-        out: list[ExplainResult] = []
-        for i, item in enumerate(items):
-            name = image_name(item, i)
-            (row,) = explain_loaded(self.model, self.tokenizer, [self.load_image(item, name)], text_list, layer=layer)
-            out += [ExplainResult(image=name, **vars(e)) for e in row]
-        return out
+        names = [image_name(item, i) for i, item in enumerate(items)]
+        loaded = (self.load_image(item, name) for item, name in zip(items, names))  # one at a time
+        rows = (explain_loaded(self.model, self.tokenizer, [im], text_list, layer=layer)[0] for im in loaded)
+        return [ExplainResult(image=name, **vars(e)) for name, row in zip(names, rows) for e in row]
 
     def embed_images(self, images: ImageInput | Sequence[ImageInput], *, batch_size: int = 32) -> torch.Tensor:
         """ITC image features (N, E), L2-normalised, float32 on the CPU."""
-        items = _as_list(images)
+        items = as_images(images)
         parts = [embed_images(self.model, pixels, batch_size) for _, pixels in self._batches(items, batch_size)]
         return torch.cat(parts) if parts else torch.zeros(0, self.model.cfg.embed_dim)
 
     def embed_texts(self, texts: str | Sequence[str], *, clean: bool = True, batch_size: int = 256) -> torch.Tensor:
         """ITC text features (T, E), L2-normalised, float32 on the CPU (pre_caption first unless
         clean=False). A text with nothing left ("", "!!!" when cleaned) raises ValueError naming it."""
-        text_list = _as_texts(texts)
+        text_list = as_texts(texts)
         for i, t in enumerate(text_list):
             check_text(t, i, clean)
         return embed_texts(self.model, self.tokenizer, text_list, clean=clean, batch_size=batch_size)
@@ -293,7 +251,7 @@ class BlipPipeline:
         best `rerank` labels). A repeated label counts once."""
         if isinstance(labels, str):
             raise TypeError("labels must be a sequence of labels, not one str")
-        items = _as_list(images)
+        items = as_images(images)
         label_set = prepare_labels(self.model, self.tokenizer, labels, template)
         out: list[ClassifyResult] = []
         for chunk, pixels in self._batches(items, batch_size):
@@ -364,7 +322,7 @@ class BlipPipeline:
         self, index: EmbeddingIndex, texts: str | Sequence[str], options: SearchOptions
     ) -> list[list[Hit]]:
         """Images of an image index for each text: ITC top-k, ITM re-ranking of the best `options.rerank`."""
-        text_list = _as_texts(texts)
+        text_list = as_texts(texts)
         index.check_model(model_fingerprint(self.model))
         return search_images(self.model, self.tokenizer, index, text_list, self._pixels_of_path, options)
 
@@ -372,7 +330,7 @@ class BlipPipeline:
         self, index: EmbeddingIndex, images: ImageInput | Sequence[ImageInput], options: SearchOptions
     ) -> list[list[Hit]]:
         """Texts of a text index for each image."""
-        items = _as_list(images)
+        items = as_images(images)
         index.check_model(model_fingerprint(self.model))
         return search_texts(self.model, self.tokenizer, index, self.pixels(items), options)
 
