@@ -122,8 +122,12 @@ def _record(item: Item, text: str, explained: Explanation, out_dir: Path | None,
 def _save(picture: Any, path: Path) -> str:
     """Write a PNG whole or not at all (a killed run leaves no half-written picture)."""
     partial = path.with_name(path.name + ".partial")
-    picture.save(partial, format="PNG")
-    os.replace(partial, path)
+    try:
+        picture.save(partial, format="PNG")
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
     return str(path)
 
 
