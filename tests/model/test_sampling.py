@@ -46,3 +46,13 @@ def test_draws_follow_the_distribution_and_never_pick_excluded_tokens() -> None:
     certain = torch.full((4, 7), float("-inf"))
     certain[torch.arange(4), torch.tensor([0, 6, 3, 6])] = 0.0
     assert streams.draw(certain, torch.arange(4), 0).tolist() == [0, 6, 3, 6]
+
+
+def test_name_key_is_stable_and_distinct() -> None:
+    from openblip.model.sampling import name_key
+
+    assert name_key("000010042") == name_key("000010042")
+    assert len({name_key(f"{i:09d}") for i in range(1000)}) == 1000
+    assert 0 <= name_key("a/b") < 2**64
+    # a fixed value: the key must not change between releases (seeded captions would)
+    assert name_key("") == int.from_bytes(bytes.fromhex("e3b0c44298fc1c14"), "little")

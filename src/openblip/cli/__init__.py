@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.train_cmd",
     "openblip.cli.eval_cmd",
     "openblip.cli.serve_cmd",
+    "openblip.cli.bootstrap_cmd",
 )
 
 

@@ -3,7 +3,8 @@
 Folder: every image under `root` (recursive, sorted by relative path); `a/b.jpg` has key `a/b`,
 its text in `a/b.txt` and its metadata in `a/b.json` when present.
 List: one row per sample, `{"image": path, "caption": text, "key": ...}` (image paths relative
-to the list's directory); other fields become the sample's meta.
+to the list's directory; in a parquet list the image may also be the encoded bytes); other fields
+become the sample's meta.
 
 There are no shards here, so the worker split is by row: row i belongs to worker i % num_workers.
 `start` skips that many of the worker's good samples (resume).
@@ -90,10 +91,16 @@ def _list_items(
         key = str(row.get("key", f"{i:09d}"))
         image = row.get(image_field)
         text = row.get(text_field)
-        if not isinstance(image, str) or not (text is None or isinstance(text, str)):
-            yield BadSample(source, key, f"needs a string {image_field!r} and a string or null {text_field!r}")
+        if not isinstance(image, str | bytes) or not (text is None or isinstance(text, str)):
+            yield BadSample(
+                source, key, f"needs a path or bytes {image_field!r} and a string or null {text_field!r}"
+            )
             continue
         meta = {k: v for k, v in row.items() if k not in (image_field, text_field, "key")}
+        if isinstance(image, bytes):  # a parquet binary column: the encoded image itself
+            problem = image_problem(image, verify)
+            yield BadSample(source, key, problem) if problem else Sample(key, image, text, meta)
+            continue
         yield _load(key, path.parent / image, text, meta, verify, source)
 
 

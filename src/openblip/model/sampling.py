@@ -12,6 +12,7 @@ distribution (a token of probability p is drawn with probability p, zero-probabi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -52,3 +53,10 @@ class SampleStreams:
         target = self.uniforms[rows, position].double() * cdf[:, -1]
         token = torch.searchsorted(cdf, target[:, None], right=True)[:, 0]
         return token.clamp_max(logits.shape[-1] - 1)
+
+
+def name_key(name: str) -> int:
+    """A stream key from a sample's name (a dataset key such as img2dataset's "000010042"), so
+    that what a sample draws follows it, not its position: the same captions after a resume,
+    with another batch size, worker count or engine. The first 8 bytes of its SHA-256."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")

@@ -1,0 +1,218 @@
+"""The three stages every engine runs on a batch of samples: decode, caption, filter.
+
+decode (worker processes or Ray tasks): image bytes -> validated RGB -> pixels at each model's
+input size, a small JPEG thumbnail for the report, and the image's file extension.
+caption + filter (`Scorer`, the model side): the captioner writes N texts per image; the filter
+scores the web text and every synthetic text against its own image with ITM (probability of
+match) and ITC (cosine), and keeps a text when its ITM is above the threshold. When captioner
+and filter are one checkpoint, the ViT runs once per image for both.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from openblip.api import BlipPipeline
+from openblip.bootstrap.config import CaptionSettings
+from openblip.image import ImageError, load_image, preprocess
+from openblip.model.generate import generate
+from openblip.model.sampling import name_key
+from openblip.tasks.caption import decode_caption, prompt_ids
+from openblip.tasks.inputs import CAPTION_MAX_WORDS, RETRIEVAL_MAX_TOKENS, token_limit, tokenize
+from openblip.text import pre_caption
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = 96  # px, longest side of the report's thumbnails
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+_ITM_ROWS = 512  # (image, text) rows through the grounded encoder at once
+
+
+# ---- decode ------------------------------------------------------------------------------------
+@dataclass
+class Decoded:
+    index: int
+    pixels: tuple[np.ndarray, ...] | None  # one (3, S, S) float32 per model input size; None on error
+    thumb: bytes  # JPEG, longest side THUMB_SIZE
+    ext: str  # the image's own extension (jpg, png, webp): kept shards keep the bytes as they are
+    error: str | None
+
+
+def decode_one(index: int, key: str, data: bytes, sizes: Sequence[int], max_pixels: int) -> Decoded:
+    try:
+        image = load_image(data, max_pixels=max_pixels, name=key)
+        with Image.open(io.BytesIO(data)) as header:
+            ext = _EXTENSIONS.get(header.format or "", "jpg")
+    except ImageError as e:
+        return Decoded(index, None, b"", "jpg", str(e))
+    pixels = tuple(preprocess([image], s)[0].numpy() for s in sizes)
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=80)
+    return Decoded(index, pixels, buf.getvalue(), ext, None)
+
+
+def decode_batch(
+    items: Sequence[tuple[int, str, bytes]], sizes: Sequence[int], max_pixels: int
+) -> tuple[list[Decoded], float]:
+    """(index, key, image bytes) -> Decoded per item, and the seconds it took (decode throughput)."""
+    start = time.perf_counter()
+    out = [decode_one(i, key, data, sizes, max_pixels) for i, key, data in items]
+    return out, time.perf_counter() - start
+
+
+def init_decode_worker() -> None:
+    """Decode processes share the CPU with the model: one thread each."""
+    torch.set_num_threads(1)
+
+
+# ---- caption + filter ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TextScore:
+    itm: float | None  # probability of match; None for a synthetic text empty after cleaning
+    itc: float | None  # cosine of the ITC features
+    kept: bool
+
+
+@dataclass(frozen=True)
+class Scored:
+    synthetic: tuple[str, ...]
+    web: TextScore | None
+    synthetic_scores: tuple[TextScore, ...]
+    error: str | None = None  # the model failed on this sample even alone
+
+
+@dataclass
+class StageTimes:
+    caption: float = 0.0
+    filter: float = 0.0
+
+
+class Scorer:
+    """Captioner and filter on one device. `score` takes a batch of samples (keys, web texts and
+    their pixels per input size, as `sizes` orders them) and returns one Scored per sample."""
+
+    def __init__(
+        self, filter: BlipPipeline, captioner: BlipPipeline | None, caption: CaptionSettings, threshold: float
+    ) -> None:
+        self.filter = filter
+        self.captioner = captioner
+        self.shared = captioner is filter
+        self.generation = caption.generation()
+        self.prompt = caption.prompt
+        self.threshold = threshold
+        self.times = StageTimes()
+        sizes = [filter.image_size] + ([captioner.image_size] if captioner is not None else [])
+        self.sizes: tuple[int, ...] = tuple(dict.fromkeys(sizes))
+        self._prompt_ids = prompt_ids(captioner.tokenizer, caption.prompt) if captioner is not None else None
+
+    @torch.inference_mode()
+    def score(self, keys: Sequence[str], texts: Sequence[str], pixels: Sequence[torch.Tensor]) -> list[Scored]:
+        """pixels: per size of `self.sizes`, (B, 3, S, S). A RuntimeError (out of memory, a kernel
+        error) on the batch is retried one sample at a time; a sample failing alone gets `error`."""
+        if not keys:
+            return []
+        try:
+            return self._score(keys, texts, pixels)
+        except RuntimeError as e:
+            if len(keys) == 1:
+                return [_failed(e)]
+            log.warning("the model failed on a batch of %d (%s); retrying one sample at a time", len(keys), e)
+        out = []
+        for b in range(len(keys)):
+            try:
+                out.extend(self._score(keys[b : b + 1], texts[b : b + 1], [p[b : b + 1] for p in pixels]))
+            except RuntimeError as e:
+                out.append(_failed(e))
+        return out
+
+    def _score(self, keys: Sequence[str], texts: Sequence[str], pixels: Sequence[torch.Tensor]) -> list[Scored]:
+        fmodel = self.filter.model
+        by_size = dict(zip(self.sizes, pixels))
+        start = time.perf_counter()
+        tokens = fmodel.encode_image(by_size[self.filter.image_size].to(fmodel.device))  # (B, 1+N, Dv)
+        synthetic: list[tuple[str, ...]] = [() for _ in keys]
+        if self.captioner is not None:
+            cap_tokens = tokens
+            if not self.shared:
+                cmodel = self.captioner.model
+                cap_tokens = cmodel.encode_image(by_size[self.captioner.image_size].to(cmodel.device))
+            synthetic = self._caption(cap_tokens, keys)
+        mid = time.perf_counter()
+        scores = self._filter(tokens, texts, synthetic)
+        end = time.perf_counter()
+        self.times.caption += mid - start  # the shared ViT counts as captioning
+        self.times.filter += end - mid
+        return [Scored(syn, row[0], tuple(row[1:])) for syn, row in zip(synthetic, scores)]
+
+    def _caption(self, tokens: torch.Tensor, keys: Sequence[str]) -> list[tuple[str, ...]]:
+        assert self.captioner is not None and self._prompt_ids is not None
+        decoder = self.captioner.model.text_decoder
+        assert decoder is not None
+        out = generate(decoder, tokens, self._prompt_ids, self.generation, sample_keys=[name_key(k) for k in keys])
+        group, plen, eos = self.generation.num_return_sequences, self._prompt_ids.numel(), self.generation.eos_token_id
+        texts = []
+        for b in range(len(keys)):
+            row = []
+            for r in range(group):
+                ids = out.sequences[b * group + r].cpu().tolist()
+                ids = ids[: ids.index(eos) + 1] if eos in ids else ids
+                row.append(decode_caption(self.captioner.tokenizer, torch.tensor(ids), plen))
+            texts.append(tuple(row))
+        return texts
+
+    def _filter(
+        self, tokens: torch.Tensor, web: Sequence[str], synthetic: Sequence[tuple[str, ...]]
+    ) -> list[list[TextScore]]:
+        """Per image: the scores of [web text, synthetic texts...] against that image only."""
+        model, tokenizer = self.filter.model, self.filter.tokenizer
+        per = 1 + len(synthetic[0])
+        cleaned = [pre_caption(t, CAPTION_MAX_WORDS) for b in range(len(web)) for t in (web[b], *synthetic[b])]
+        usable = [bool(t.strip()) for t in cleaned]
+        ids, mask = tokenize(tokenizer, cleaned, token_limit(model, RETRIEVAL_MAX_TOKENS), model.device)
+        images = model.image_embed(tokens).float()  # (B, E)
+        texts = model.text_embed(ids, mask).float().view(len(web), per, -1)  # (B, T, E)
+        itc = (texts * images[:, None]).sum(-1)  # (B, T)
+        chunk = max(1, _ITM_ROWS // per)
+        logits = torch.cat(
+            [
+                model.itm_logits(
+                    ids[lo * per : (lo + chunk) * per], mask[lo * per : (lo + chunk) * per], tokens[lo : lo + chunk]
+                )
+                for lo in range(0, len(web), chunk)
+            ]
+        ).float()
+        itm = logits.softmax(-1)[:, 1].view(len(web), per)
+        itm_l, itc_l = itm.cpu().tolist(), itc.cpu().tolist()
+        out = []
+        for b in range(len(web)):
+            row = []
+            for t in range(per):
+                if usable[b * per + t]:
+                    p = float(itm_l[b][t])
+                    row.append(TextScore(p, float(itc_l[b][t]), p > self.threshold))
+                else:  # nothing left to score: [CLS] [SEP] alone says nothing about the image
+                    row.append(TextScore(None, None, False))
+            out.append(row)
+        return out
+
+
+def _failed(e: RuntimeError) -> Scored:
+    lines = str(e).strip().splitlines()
+    return Scored((), None, (), f"model failed on this sample: {(lines[0] if lines else type(e).__name__)[:300]}")
+
+
+def web_text_problem(text: str) -> str | None:
+    """Why a web text cannot be scored (None when it can): nothing left after BLIP's cleaning."""
+    if not pre_caption(text, CAPTION_MAX_WORDS).strip():
+        return f"web text is empty after cleaning ({text[:80]!r})"
+    return None
