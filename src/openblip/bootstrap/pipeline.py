@@ -70,23 +70,18 @@ def prepare_out(cfg: BootstrapConfig) -> Path:
     return out
 
 
-def pending_shards(out: Path, shards: Sequence[InputShard], limit: int | None) -> list[tuple[InputShard, int | None]]:
-    """The shards still to do, each with its row budget under --limit (None: all of it). A shard
-    with a done record is skipped (its rows count against the limit); one cut short by an earlier,
-    smaller --limit is redone."""
-    todo: list[tuple[InputShard, int | None]] = []
-    budget = limit
-    for shard in shards:
-        if budget is not None and budget <= 0:
-            break
-        done = read_done(out, shard.name)
-        if done is not None and (done["complete"] or (budget is not None and done["rows"] >= budget)):
-            budget = None if budget is None else budget - done["rows"]
-            continue
-        todo.append((shard, budget))
-        if budget is not None:
-            budget = 0  # this shard may use it all; the next run with the same limit finds it done
-    return todo
+def is_done(out: Path, shard: InputShard, budget: int | None) -> int | None:
+    """The rows of a shard that needs no work (its done record is complete, or holds at least the
+    `budget` rows a --limit leaves for it), else None."""
+    done = read_done(out, shard.name)
+    if done is not None and (done["complete"] or (budget is not None and done["rows"] >= budget)):
+        return int(done["rows"])
+    return None
+
+
+def pending_shards(out: Path, shards: Sequence[InputShard]) -> list[InputShard]:
+    """The shards without a complete done record."""
+    return [s for s in shards if is_done(out, s, None) is None]
 
 
 # ---- the stream of work -------------------------------------------------------------------------------
@@ -101,6 +96,7 @@ class Batch:
 class ShardEnd:
     run: ShardRun
     complete: bool
+    read: int  # rows read (all of them become rows of the shard)
 
 
 def prepared(raw: RawSample) -> RawSample:
@@ -115,11 +111,12 @@ def shard_batches(
 ) -> Iterator[Batch | ShardEnd]:
     run = ShardRun(out, shard, threshold)
     batch = Batch(run, [])
-    complete = True
+    complete, read = True, 0
     for raw in read_shard(shard, run.shard_errors):
         if budget is not None and raw.index >= budget:
             complete = False
             break
+        read += 1
         raw = prepared(raw)
         batch.raws.append(raw)
         if raw.error is None:
@@ -129,7 +126,7 @@ def shard_batches(
             batch = Batch(run, [])
     if batch.raws:
         yield batch
-    yield ShardEnd(run, complete)
+    yield ShardEnd(run, complete, read)
 
 
 def pixels_of(decoded: Sequence[Decoded], sizes: int) -> list[torch.Tensor]:
@@ -144,7 +141,9 @@ class LocalEngine:
         self.unfinished: dict[str, list[str]] = {}  # unreadable shards (no outputs; a rerun retries them)
         self._last_commit = time.perf_counter()
 
-    def run(self, out: Path, todo: Sequence[tuple[InputShard, int | None]]) -> dict[str, list[str]]:
+    def run(self, out: Path, shards: Sequence[InputShard]) -> dict[str, list[str]]:
+        """Process the shards not yet done (in order, up to cfg.limit rows in all, the rows of
+        finished shards included); returns the shards that could not be read at all."""
         workers = self.cfg.workers
         executor = None
         if workers > 0:
@@ -153,8 +152,17 @@ class LocalEngine:
         depth = max(2, 2 * workers)
         self._last_commit = time.perf_counter()
         try:
-            for shard, budget in todo:
-                for item in shard_batches(out, shard, budget, self.cfg.batch_size, self.cfg.threshold):
+            remaining = self.cfg.limit
+            for shard in shards:
+                if remaining is not None and remaining <= 0:
+                    break
+                rows = is_done(out, shard, remaining)
+                if rows is not None:
+                    remaining = None if remaining is None else remaining - rows
+                    continue
+                for item in shard_batches(out, shard, remaining, self.cfg.batch_size, self.cfg.threshold):
+                    if isinstance(item, ShardEnd) and remaining is not None:
+                        remaining -= item.read
                     window.append((item, self._submit(executor, item)))
                     while len(window) > depth:
                         self._finish(*window.popleft())

@@ -50,16 +50,16 @@ def bootstrap(
     if ray is not None and cfg.limit is not None:
         raise ValueError("--limit is for the local engine (Ray reads shards in parallel)")
     out = prepare_out(cfg)
-    todo = pending_shards(out, shards, cfg.limit)
+    todo = pending_shards(out, shards)
     log.info("%d input shards, %d to do", len(shards), len(todo))
     unfinished: dict[str, list[str]] = {}
     if todo:
         if ray is not None:
             from openblip.bootstrap.ray_engine import run_ray
 
-            unfinished = run_ray(cfg, out, [s for s, _ in todo], ray, progress or NoProgress())
+            unfinished = run_ray(cfg, out, todo, ray, progress or NoProgress())
         else:
-            unfinished = LocalEngine(cfg, load_scorer(cfg), progress or NoProgress()).run(out, todo)
+            unfinished = LocalEngine(cfg, load_scorer(cfg), progress or NoProgress()).run(out, shards)
     stats = collect(out, shards, unfinished, cfg.threshold)
     write_stats(out, stats)
     write_report(out, shards, stats)
