@@ -109,9 +109,8 @@ def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("k10.json", json.dumps({"noise": "clean"}).encode()),
     ]
     write_tar(root / "a.tar", members)
-    write_tar(root / "b.tar", [(f"m{i}.jpg", jpeg_bytes(20 + i)) for i in range(3)] + [
-        (f"m{i}.txt", f"picture number {i}".encode()) for i in range(3)
-    ])  # fmt: skip
+    good_members = [[(f"m{i}.jpg", jpeg_bytes(20 + i)), (f"m{i}.txt", f"picture {i}".encode())] for i in range(3)]
+    write_tar(root / "b.tar", [m for pair in good_members for m in pair])
     (root / "c.tar").write_bytes(b"this is not a tar file at all" * 40)
     return root
 

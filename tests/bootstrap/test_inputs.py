@@ -47,12 +47,12 @@ def test_find_shards_every_kind(tmp_path: Path) -> None:
         ("list", ShardKind.LIST),
         ("folder", ShardKind.FOLDER),
     ]
-    with pytest.raises(FileNotFoundError, match="nothing.tar"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.tar"):
         find_shards([str(tmp_path / "nothing.tar")])
     with pytest.raises(FileNotFoundError, match="no file matches"):
         find_shards([str(tmp_path / "web" / "*.parquet")])
     (tmp_path / "notes.csv").write_text("x")
-    with pytest.raises(ValueError, match="notes.csv"):
+    with pytest.raises(ValueError, match=r"notes\.csv"):
         find_shards([str(tmp_path / "notes.csv")])
 
 

@@ -120,9 +120,9 @@ def test_audit_without_captioner(models: dict[str, str], web_dir: Path, tmp_path
 
 
 def test_unusable_models_are_refused(models: dict[str, str], web_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--filter .*ITM"):
+    with pytest.raises(ValueError, match=r"--filter .*ITM"):
         bootstrap(config(tmp_path / "x", models, filter=models["caption"]), [str(web_dir)])
-    with pytest.raises(ValueError, match="--captioner .*text decoder"):
+    with pytest.raises(ValueError, match=r"--captioner .*text decoder"):
         bootstrap(config(tmp_path / "y", models, captioner=models["retrieval"]), [str(web_dir)])
     with pytest.raises(ValueError, match="top_p"):
         config(tmp_path / "z", models, caption=CaptionSettings(top_p=1.5))

@@ -10,6 +10,7 @@ done record, so a killed run loses at most the shards it was working on, which i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
@@ -45,15 +46,12 @@ class NoProgress:
 
 
 # ---- the output directory --------------------------------------------------------------------------
-def prepare_out(cfg: BootstrapConfig) -> Path:
-    """Create DIR (or reuse it for a resume): DIR/run.json records what decides the outputs, and a
-    resume with any of it changed is refused (ValueError naming the settings)."""
+def check_out(cfg: BootstrapConfig) -> Path:
+    """DIR/run.json records what decides the outputs; resuming with any of it changed is refused
+    (ValueError naming the settings). Writes nothing."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     run_file, identity = out / RUN_FILE, cfg.identity()
     if run_file.is_file():
-        import json
-
         before = json.loads(run_file.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
         if changed:
@@ -61,8 +59,15 @@ def prepare_out(cfg: BootstrapConfig) -> Path:
                 f"{out} holds a run with other settings ({', '.join(changed)}); "
                 "use a new --out or the same settings to resume it"
             )
-    else:
-        write_json(run_file, identity)
+    return out
+
+
+def prepare_out(cfg: BootstrapConfig) -> Path:
+    """Create DIR (or reuse it, to resume): run.json, and no temporary files of a killed run."""
+    out = check_out(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / RUN_FILE).is_file():
+        write_json(out / RUN_FILE, cfg.identity())
     for sub in ("", "scores", "shards", "done"):
         removed = remove_stale_temps(out / sub)
         if removed:
@@ -241,24 +246,27 @@ def load_scorer(cfg: BootstrapConfig) -> Scorer:
     from openblip.api import load
     from openblip.tasks.inputs import require_caption_decoder, require_heads
 
-    def one(source: str):
-        return load(
-            source,
-            device=cfg.device,
-            dtype=cfg.dtype,
-            image_size=cfg.image_size,
-            tokenizer=cfg.tokenizer,
-            max_pixels=cfg.max_pixels,
-        )
+    def one(flag: str, source: str) -> Any:
+        try:
+            return load(
+                source,
+                device=cfg.device,
+                dtype=cfg.dtype,
+                image_size=cfg.image_size,
+                tokenizer=cfg.tokenizer,
+                max_pixels=cfg.max_pixels,
+            )
+        except (OSError, ValueError, ImportError, RuntimeError) as e:  # missing files, bad checkpoints, no network
+            raise ValueError(f"{flag} {source}: cannot load model: {e}") from e
 
-    filt = one(cfg.filter)
+    filt = one("--filter", cfg.filter)
     try:
         require_heads(filt.model, "filtering (ITM and ITC)")
     except ValueError as e:
         raise ValueError(f"--filter {cfg.filter}: {e}") from e
     captioner = None
     if cfg.captioner is not None:
-        captioner = filt if cfg.shared_model else one(cfg.captioner)
+        captioner = filt if cfg.shared_model else one("--captioner", cfg.captioner)
         try:
             require_caption_decoder(captioner.model)
             check_caption_settings(captioner, cfg)

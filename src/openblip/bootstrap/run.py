@@ -11,7 +11,15 @@ from typing import Any
 
 from openblip.bootstrap.config import BootstrapConfig
 from openblip.bootstrap.inputs import InputShard, find_shards
-from openblip.bootstrap.pipeline import LocalEngine, NoProgress, Progress, load_scorer, pending_shards, prepare_out
+from openblip.bootstrap.pipeline import (
+    LocalEngine,
+    NoProgress,
+    Progress,
+    check_out,
+    load_scorer,
+    pending_shards,
+    prepare_out,
+)
 from openblip.bootstrap.report import write_report
 from openblip.bootstrap.stats import collect, failed, write_stats
 
@@ -49,17 +57,18 @@ def bootstrap(
     shards = find_shards(inputs)
     if ray is not None and cfg.limit is not None:
         raise ValueError("--limit is for the local engine (Ray reads shards in parallel)")
-    out = prepare_out(cfg)
-    todo = pending_shards(out, shards)
+    todo = pending_shards(check_out(cfg), shards)
     log.info("%d input shards, %d to do", len(shards), len(todo))
+    # the models are loaded (and refused when unusable) before anything is written
+    scorer = load_scorer(cfg) if todo and ray is None else None
+    out = prepare_out(cfg)
     unfinished: dict[str, list[str]] = {}
-    if todo:
-        if ray is not None:
-            from openblip.bootstrap.ray_engine import run_ray
+    if todo and ray is not None:
+        from openblip.bootstrap.ray_engine import run_ray
 
-            unfinished = run_ray(cfg, out, todo, ray, progress or NoProgress())
-        else:
-            unfinished = LocalEngine(cfg, load_scorer(cfg), progress or NoProgress()).run(out, shards)
+        unfinished = run_ray(cfg, out, todo, ray, progress or NoProgress())
+    elif scorer is not None:
+        unfinished = LocalEngine(cfg, scorer, progress or NoProgress()).run(out, shards)
     stats = collect(out, shards, unfinished, cfg.threshold)
     write_stats(out, stats)
     write_report(out, shards, stats)
