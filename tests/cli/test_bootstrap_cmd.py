@@ -69,7 +69,7 @@ def test_usage_errors(
     full: str,
     mixed_dir: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     base = ["--out", str(tmp_path / "o"), "--captioner", full, "--filter", full, "--device", "cpu"]
     for args, message in [
