@@ -82,8 +82,11 @@ MAX_PIXELS = 100 * 100  # k08 is 120 x 120
 
 @pytest.fixture(scope="session")
 def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_mixed_dir(tmp_path_factory.mktemp("bootstrap_mixed"))
+
+
+def build_mixed_dir(root: Path) -> Path:
     """a.tar: good samples with every kind of bad one mixed in; b.tar: good; c.tar: not a tar."""
-    root = tmp_path_factory.mktemp("bootstrap_mixed")
     good = jpeg_bytes(1)
     members = [
         ("k00.jpg", jpeg_bytes(0)),

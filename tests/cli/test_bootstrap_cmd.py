@@ -17,7 +17,7 @@ from openblip.checkpoint_io import save_pretrained
 from openblip.cli import main
 from openblip.tokenizer import Tokenizer
 
-from ..bootstrap.conftest import BAD, MAX_PIXELS, mixed_dir  # noqa: F401 (fixture)
+from ..bootstrap.conftest import BAD, MAX_PIXELS, build_mixed_dir
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,11 +29,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_mixed_dir(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory, tiny_blip) -> str:  # type: ignore[no-untyped-def]
     return str(save_pretrained(tiny_blip("full", 0), Tokenizer.default(), tmp_path_factory.mktemp("m") / "full"))
 
 
-def test_bad_samples_and_shards_are_recorded(mixed_dir: Path, full: str, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_samples_and_shards_are_recorded(mixed_dir: Path, full: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = [str(mixed_dir), "--out", str(out), "--captioner", full, "--filter", full, "--device", "cpu"]
     args += ["--max-pixels", str(MAX_PIXELS), "--workers", "1", "--batch-size", "2"]

@@ -23,7 +23,7 @@ from PIL import Image
 from openblip.api import BlipPipeline
 from openblip.bootstrap.config import CaptionSettings
 from openblip.image import ImageError, load_image, preprocess
-from openblip.model.generate import generate
+from openblip.model.generate import GenerationConfig, generate
 from openblip.model.sampling import name_key
 from openblip.tasks.caption import decode_caption, prompt_ids
 from openblip.tasks.inputs import CAPTION_MAX_WORDS, RETRIEVAL_MAX_TOKENS, token_limit, tokenize
@@ -113,16 +113,23 @@ class Scorer:
         self.times = StageTimes()
         sizes = [filter.image_size] + ([captioner.image_size] if captioner is not None else [])
         self.sizes: tuple[int, ...] = tuple(dict.fromkeys(sizes))
-        self._prompt_ids = prompt_ids(captioner.tokenizer, caption.prompt) if captioner is not None else None
 
     @torch.inference_mode()
-    def score(self, keys: Sequence[str], texts: Sequence[str], pixels: Sequence[torch.Tensor]) -> list[Scored]:
-        """pixels: per size of `self.sizes`, (B, 3, S, S). A RuntimeError (out of memory, a kernel
-        error) on the batch is retried one sample at a time; a sample failing alone gets `error`."""
+    def score(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        pixels: Sequence[torch.Tensor],
+        synthetic: Sequence[tuple[str, ...]] | None = None,
+    ) -> list[Scored]:
+        """pixels: per size of `self.sizes`, (B, 3, S, S). synthetic: captions written elsewhere (a
+        separate captioner pool) to score instead of captioning here. A RuntimeError (out of
+        memory, a kernel error) on the batch is retried one sample at a time; a sample failing
+        alone gets `error`."""
         if not keys:
             return []
         try:
-            return self._score(keys, texts, pixels)
+            return self._score(keys, texts, pixels, synthetic)
         except RuntimeError as e:
             if len(keys) == 1:
                 return [_failed(e)]
@@ -130,18 +137,25 @@ class Scorer:
         out = []
         for b in range(len(keys)):
             try:
-                out.extend(self._score(keys[b : b + 1], texts[b : b + 1], [p[b : b + 1] for p in pixels]))
+                one = None if synthetic is None else synthetic[b : b + 1]
+                out.extend(self._score(keys[b : b + 1], texts[b : b + 1], [p[b : b + 1] for p in pixels], one))
             except RuntimeError as e:
                 out.append(_failed(e))
         return out
 
-    def _score(self, keys: Sequence[str], texts: Sequence[str], pixels: Sequence[torch.Tensor]) -> list[Scored]:
+    def _score(
+        self,
+        keys: Sequence[str],
+        texts: Sequence[str],
+        pixels: Sequence[torch.Tensor],
+        given: Sequence[tuple[str, ...]] | None,
+    ) -> list[Scored]:
         fmodel = self.filter.model
         by_size = dict(zip(self.sizes, pixels))
         start = time.perf_counter()
         tokens = fmodel.encode_image(by_size[self.filter.image_size].to(fmodel.device))  # (B, 1+N, Dv)
-        synthetic: list[tuple[str, ...]] = [() for _ in keys]
-        if self.captioner is not None:
+        synthetic: list[tuple[str, ...]] = [() for _ in keys] if given is None else list(given)
+        if self.captioner is not None and given is None:
             cap_tokens = tokens
             if not self.shared:
                 cmodel = self.captioner.model
@@ -155,20 +169,8 @@ class Scorer:
         return [Scored(syn, row[0], tuple(row[1:])) for syn, row in zip(synthetic, scores)]
 
     def _caption(self, tokens: torch.Tensor, keys: Sequence[str]) -> list[tuple[str, ...]]:
-        assert self.captioner is not None and self._prompt_ids is not None
-        decoder = self.captioner.model.text_decoder
-        assert decoder is not None
-        out = generate(decoder, tokens, self._prompt_ids, self.generation, sample_keys=[name_key(k) for k in keys])
-        group, plen, eos = self.generation.num_return_sequences, self._prompt_ids.numel(), self.generation.eos_token_id
-        texts = []
-        for b in range(len(keys)):
-            row = []
-            for r in range(group):
-                ids = out.sequences[b * group + r].cpu().tolist()
-                ids = ids[: ids.index(eos) + 1] if eos in ids else ids
-                row.append(decode_caption(self.captioner.tokenizer, torch.tensor(ids), plen))
-            texts.append(tuple(row))
-        return texts
+        assert self.captioner is not None
+        return caption_tokens(self.captioner, self.generation, self.prompt, tokens, keys)
 
     def _filter(
         self, tokens: torch.Tensor, web: Sequence[str], synthetic: Sequence[tuple[str, ...]]
@@ -204,6 +206,26 @@ class Scorer:
                     row.append(TextScore(None, None, False))
             out.append(row)
         return out
+
+
+def caption_tokens(
+    captioner: BlipPipeline, generation: GenerationConfig, prompt: str, tokens: torch.Tensor, keys: Sequence[str]
+) -> list[tuple[str, ...]]:
+    """The synthetic captions of each image tokens (B, 1+N, Dv), sampled from the stream of its key."""
+    decoder = captioner.model.text_decoder
+    assert decoder is not None
+    prompt_t = prompt_ids(captioner.tokenizer, prompt)
+    out = generate(decoder, tokens, prompt_t, generation, sample_keys=[name_key(k) for k in keys])
+    group, plen, eos = generation.num_return_sequences, prompt_t.numel(), generation.eos_token_id
+    texts = []
+    for b in range(len(keys)):
+        row = []
+        for r in range(group):
+            ids = out.sequences[b * group + r].cpu().tolist()
+            ids = ids[: ids.index(eos) + 1] if eos in ids else ids  # up to and including [SEP]
+            row.append(decode_caption(captioner.tokenizer, torch.tensor(ids), plen))
+        texts.append(tuple(row))
+    return texts
 
 
 def _failed(e: RuntimeError) -> Scored:
