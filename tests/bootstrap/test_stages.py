@@ -85,10 +85,10 @@ def test_a_model_failure_is_narrowed_to_the_sample(full, monkeypatch: pytest.Mon
     scorer = Scorer(full, None, CaptionSettings(), 0.5)
     real = scorer._score
 
-    def flaky(keys, texts, pixels):  # type: ignore[no-untyped-def]
+    def flaky(keys, texts, pixels, given):  # type: ignore[no-untyped-def]
         if "bad" in keys:
             raise RuntimeError("kernel exploded\nmore detail")
-        return real(keys, texts, pixels)
+        return real(keys, texts, pixels, given)
 
     monkeypatch.setattr(scorer, "_score", flaky)
     out = scorer.score(["a", "bad", "c"], ["x", "y", "z"], [_pixels(3)])
