@@ -31,7 +31,7 @@ def _stats(out: Path) -> dict[str, Any]:
     return stats
 
 
-@pytest.mark.parametrize("captioner", ["full", "caption"])
+@pytest.mark.parametrize("captioner", ["full", pytest.param("caption", marks=pytest.mark.slow)])
 def test_ray_writes_what_local_writes(
     local_ray: RayOptions, models: dict[str, str], web_dir: Path, tmp_path: Path, captioner: str
 ) -> None:

@@ -152,18 +152,23 @@ def run_ray(
             ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False)
     gpus = 1 if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else 0
     slots = int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))
-    pool: dict[str, Any] = {"num_gpus": gpus} if gpus else {"num_cpus": 1}
+    stages = ["both"] if cfg.shared_model or cfg.captioner is None else ["caption", "filter"]
+    if gpus:  # a replica per GPU; two pools share each GPU
+        pool: dict[str, Any] = {"num_gpus": 1 / len(stages)}
+        most = max(1, slots)
+    else:  # a replica per CPU slot, one CPU always left to the read tasks (else the actors starve them)
+        pool = {"num_cpus": 1 / len(stages)}
+        most = max(1, slots - 1)
 
     ds: Any = ray.data.from_items([{"shard": i} for i in range(len(shards))], override_num_blocks=max(1, len(shards)))
     ds = ds.flat_map(_ReadShard(shards, sizes, cfg.max_pixels))
-    stages = ["both"] if cfg.shared_model or cfg.captioner is None else ["caption", "filter"]
     for part in stages:
         ds = ds.map_batches(
             _ModelActor,
             fn_constructor_args=(cfg, sizes, "both" if cfg.captioner is None else part),
             batch_size=cfg.batch_size,
             batch_format="numpy",
-            concurrency=(1, max(1, slots // len(stages))),
+            concurrency=(1, most),
             zero_copy_batch=False,
             **pool,
         )
