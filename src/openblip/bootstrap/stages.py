@@ -27,7 +27,7 @@ from openblip.model.generate import GenerationConfig, generate
 from openblip.model.sampling import name_key
 from openblip.tasks.caption import decode_caption, prompt_ids
 from openblip.tasks.inputs import CAPTION_MAX_WORDS, RETRIEVAL_MAX_TOKENS, token_limit, tokenize
-from openblip.text import pre_caption
+from openblip.text_cleaning import pre_caption
 
 log = logging.getLogger(__name__)
 
