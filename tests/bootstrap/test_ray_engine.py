@@ -43,11 +43,15 @@ def test_ray_writes_what_local_writes(
     assert_same_rows(rows(tmp_path / "ray"), rows(tmp_path / "local"))
     assert _stats(tmp_path / "ray") == _stats(tmp_path / "local")
     names = sorted(p.name for p in (tmp_path / "ray" / "shards").glob("*.tar"))
-    assert names == sorted(p.name for p in (tmp_path / "local" / "shards").glob("*.tar")) == [
-        "00000.tar",
-        "00001.tar",
-        "00002.tar",
-    ]
+    assert (
+        names
+        == sorted(p.name for p in (tmp_path / "local" / "shards").glob("*.tar"))
+        == [
+            "00000.tar",
+            "00001.tar",
+            "00002.tar",
+        ]
+    )
     # a rerun on Ray finds every shard done and changes nothing
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*.parquet")}
     bootstrap(BootstrapConfig(out=str(tmp_path / "ray"), **base), [str(web_dir)], ray=local_ray)
