@@ -126,3 +126,13 @@ def test_unusable_models_are_refused(models: dict[str, str], web_dir: Path, tmp_
         bootstrap(config(tmp_path / "y", models, captioner=models["retrieval"]), [str(web_dir)])
     with pytest.raises(ValueError, match="top_p"):
         config(tmp_path / "z", models, caption=CaptionSettings(top_p=1.5))
+
+
+def test_two_names_of_one_checkpoint_share_one_model(models: dict[str, str], tmp_path: Path) -> None:
+    from openblip.bootstrap.pipeline import load_scorer
+
+    alias = tmp_path / "alias"
+    alias.symlink_to(models["full"], target_is_directory=True)
+    scorer = load_scorer(config(tmp_path / "o", models, captioner=str(alias)))
+    assert scorer.shared and scorer.captioner is scorer.filter
+    assert not load_scorer(config(tmp_path / "o", models, captioner=models["caption"])).shared

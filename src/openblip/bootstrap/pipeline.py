@@ -267,12 +267,21 @@ def load_scorer(cfg: BootstrapConfig) -> Scorer:
     captioner = None
     if cfg.captioner is not None:
         captioner = filt if cfg.shared_model else one("--captioner", cfg.captioner)
+        if captioner is not filt and _same_checkpoint(captioner, filt):
+            captioner = filt  # two names of one checkpoint: one copy, its ViT run once per image
         try:
             require_caption_decoder(captioner.model)
             check_caption_settings(captioner, cfg)
         except ValueError as e:
             raise ValueError(f"--captioner {cfg.captioner}: {e}") from e
     return Scorer(filt, captioner, cfg.caption, cfg.threshold)
+
+
+def _same_checkpoint(a: Any, b: Any) -> bool:
+    """Two loaded pipelines read the same files at the same settings (e.g. two names of one
+    shipped model)."""
+    same_files = a.source.path.resolve() == b.source.path.resolve()
+    return bool(same_files and a.image_size == b.image_size and a.tokenizer.vocab_size == b.tokenizer.vocab_size)
 
 
 def check_caption_settings(captioner: Any, cfg: BootstrapConfig) -> None:

@@ -143,7 +143,9 @@ def run_ray(
         raise ImportError("--engine ray needs Ray: pip install 'openblip[ray]'") from e
 
     # the driver loads the models once to refuse unusable ones before any work, and for the input sizes
-    sizes = load_scorer(cfg).sizes
+    checked = load_scorer(cfg)
+    sizes, shared = checked.sizes, checked.shared
+    del checked
     ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI has its own
     if not ray.is_initialized():
         if options.address:
@@ -152,7 +154,7 @@ def run_ray(
             ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False)
     gpus = 1 if cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available()) else 0
     slots = int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1))
-    stages = ["both"] if cfg.shared_model or cfg.captioner is None else ["caption", "filter"]
+    stages = ["both"] if shared or cfg.captioner is None else ["caption", "filter"]
     if gpus:  # a replica per GPU; two pools share each GPU
         pool: dict[str, Any] = {"num_gpus": 1 / len(stages)}
         most = max(1, slots)
