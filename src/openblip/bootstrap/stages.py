@@ -216,14 +216,14 @@ def caption_tokens(
     assert decoder is not None
     prompt_t = prompt_ids(captioner.tokenizer, prompt)
     out = generate(decoder, tokens, prompt_t, generation, sample_keys=[name_key(k) for k in keys])
-    group, plen, eos = generation.num_return_sequences, prompt_t.numel(), generation.eos_token_id
+    group, eos = generation.num_return_sequences, generation.eos_token_id
     texts = []
     for b in range(len(keys)):
         row = []
         for r in range(group):
             ids = out.sequences[b * group + r].cpu().tolist()
             ids = ids[: ids.index(eos) + 1] if eos in ids else ids  # up to and including [SEP]
-            row.append(decode_caption(captioner.tokenizer, torch.tensor(ids), plen))
+            row.append(decode_caption(captioner.tokenizer, torch.tensor(ids), prompt))
         texts.append(tuple(row))
     return texts
 
