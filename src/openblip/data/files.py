@@ -92,9 +92,7 @@ def _list_items(
         image = row.get(image_field)
         text = row.get(text_field)
         if not isinstance(image, str | bytes) or not (text is None or isinstance(text, str)):
-            yield BadSample(
-                source, key, f"needs a path or bytes {image_field!r} and a string or null {text_field!r}"
-            )
+            yield BadSample(source, key, f"needs a path or bytes {image_field!r} and a string or null {text_field!r}")
             continue
         meta = {k: v for k, v in row.items() if k not in (image_field, text_field, "key")}
         if isinstance(image, bytes):  # a parquet binary column: the encoded image itself
