@@ -172,6 +172,32 @@ def text_error(check: Callable[[str, int], object], text: str, index: int) -> st
     return None
 
 
+def add_text_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--text T` (repeatable) or `--texts-file FILE`, one of them required (match, explain)."""
+    texts = parser.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--text", action="append", help="a text (repeat for several)")
+    texts.add_argument("--texts-file", metavar="FILE", help="texts, one per line or a JSON list")
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The texts given on the command line, each with its error (None when usable), and the usable ones."""
+
+    all: list[str]
+    errors: list[str | None]
+    usable: list[str]
+
+
+def texts_of(args: argparse.Namespace) -> Texts:
+    """The `add_text_arguments` texts, each checked as match and explain use them (tasks.inputs.check_text)."""
+    from openblip.cli.io import read_list
+    from openblip.tasks.inputs import check_text
+
+    texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
+    errors = [text_error(check_text, t, i) for i, t in enumerate(texts)]
+    return Texts(texts, errors, [t for t, err in zip(texts, errors) if err is None])
+
+
 def require(check: Callable[[Blip], None], pipeline: BlipPipeline) -> None:
     """Run a capability check (tasks.inputs.require_*) on the pipeline's model; its ValueError
     becomes a usage error naming the model: the checkpoint cannot do what the command asks."""

@@ -31,14 +31,15 @@ from openblip.cli.common import (
     add_command,
     add_model_arguments,
     add_run_arguments,
+    add_text_arguments,
     check_run_arguments,
     item_batches,
     load_pipeline,
     require,
-    text_error,
+    texts_of,
 )
 from openblip.cli.guard import ModelGuard
-from openblip.cli.io import RecordWriter, expand_inputs, read_list
+from openblip.cli.io import RecordWriter, expand_inputs
 
 if TYPE_CHECKING:
     from openblip.tasks.explain import Explanation
@@ -47,9 +48,7 @@ if TYPE_CHECKING:
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "explain", "where each word of a text is in the image (ITM Grad-CAM)", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGES_HELP + STDIN_HELP)
-    texts = p.add_mutually_exclusive_group(required=True)
-    texts.add_argument("--text", action="append", help="a text (repeat for several)")
-    texts.add_argument("--texts-file", metavar="FILE", help="texts, one per line or a JSON list")
+    add_text_arguments(p)
     p.add_argument("--layer", type=int, help="cross-attention layer, 0-based (default: the middle one)")
     p.add_argument("--out", metavar="DIR", help="write the heat map pictures (PNG) into DIR")
     add_model_arguments(p)
@@ -59,14 +58,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from openblip.tasks.explain import check_layer, explain_loaded
-    from openblip.tasks.inputs import check_text, require_heads
+    from openblip.tasks.inputs import require_heads
 
     check_run_arguments(args)
-    texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
-    text_errors = [text_error(check_text, t, i) for i, t in enumerate(texts)]
-    good = [t for t, err in zip(texts, text_errors) if err is None]
+    given = texts_of(args)
+    texts, text_errors, good = given.all, given.errors, given.usable
     out_dir = _make_out_dir(args.out)
-    names = expand_inputs(args.images)
+    names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "explaining image-text matching"), pipe)
     try:

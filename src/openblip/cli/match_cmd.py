@@ -20,36 +20,34 @@ from openblip.cli.common import (
     add_command,
     add_model_arguments,
     add_run_arguments,
+    add_text_arguments,
     check_run_arguments,
     images_of,
     item_batches,
     load_pipeline,
     require,
-    text_error,
+    texts_of,
 )
 from openblip.cli.guard import ModelGuard
-from openblip.cli.io import RecordWriter, expand_inputs, read_list
+from openblip.cli.io import RecordWriter, expand_inputs
 
 
 def register(subparsers: Any) -> None:
     p = add_command(subparsers, "match", "image-text matching scores (ITM, ITC)", __doc__)
     p.add_argument("images", nargs="+", metavar="IMAGE", help=IMAGES_HELP + STDIN_HELP)
-    texts = p.add_mutually_exclusive_group(required=True)
-    texts.add_argument("--text", action="append", help="a text (repeat for several)")
-    texts.add_argument("--texts-file", metavar="FILE", help="texts, one per line or a JSON list")
+    add_text_arguments(p)
     add_model_arguments(p)
     add_run_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from openblip.tasks.inputs import check_text, require_heads
+    from openblip.tasks.inputs import require_heads
     from openblip.tasks.match import match_images_texts
 
     check_run_arguments(args)
-    texts: list[str] = args.text if args.text else read_list(args.texts_file, "texts")
-    text_errors = [text_error(check_text, t, i) for i, t in enumerate(texts)]
-    good = [t for t, err in zip(texts, text_errors) if err is None]
+    given = texts_of(args)
+    texts, text_errors, good = given.all, given.errors, given.usable
     names = expand_inputs(args.images, all_files=args.all_files)
     pipe = load_pipeline(args)
     require(lambda m: require_heads(m, "image-text matching"), pipe)
