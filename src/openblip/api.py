@@ -68,7 +68,10 @@ class BlipPipeline:
         return self.model.dtype
 
     def __repr__(self) -> str:
-        return f"BlipPipeline(source={self.source.source!r}, device={self.device}, dtype={self.dtype})"
+        return (
+            f"BlipPipeline(source={self.source.source!r}, device={self.device}, dtype={self.dtype}, "
+            f"cpu_kernels={str(self.model.cpu_kernels)!r})"
+        )
 
     # ---- images ------------------------------------------------------------------------------------
     def load_image(self, source: ImageInput, name: str | None = None) -> Image.Image:
@@ -346,6 +349,7 @@ def load(
     image_size: int | None = None,
     tokenizer: str | os.PathLike[str] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    cpu_kernels: str | None = None,
 ) -> BlipPipeline:
     """Load a BLIP checkpoint for inference.
 
@@ -355,10 +359,13 @@ def load(
     fp32 with a warning). image_size: input size to run at (position embeddings resized);
     default the checkpoint's. tokenizer: a vocab.txt / tokenizer.json / directory overriding
     the checkpoint's. max_pixels: images with more pixels are refused (decompression bombs).
+    cpu_kernels: "auto" (default: what was measured fastest on this kind of CPU), "on" (our CPU
+    kernels, an error saying why where they cannot run) or "off" (torch's ops); None reads
+    $OPENBLIP_CPU_KERNEL. The choice is shown in the pipeline's repr (Blip.use_cpu_kernels).
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     tok = None if tokenizer is None else Path(tokenizer)
     src = source if isinstance(source, str) else Path(source)
-    loaded = load_model(src, tokenizer=tok, image_size=image_size, device=dev, dtype=dt)
+    loaded = load_model(src, tokenizer=tok, image_size=image_size, device=dev, dtype=dt, cpu_kernels=cpu_kernels)
     return BlipPipeline(loaded, image_size=image_size, max_pixels=max_pixels)

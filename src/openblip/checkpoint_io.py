@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from openblip.backends import cpu
 from openblip.config import LAYOUTS, BlipConfig
 from openblip.convert import fetch, hf, native, salesforce
 from openblip.convert.keymap import CheckpointError, KeyMap, ModelKeys, match_shapes, to_ours
@@ -176,14 +177,18 @@ def load_model(
     image_size: int | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    cpu_kernels: str | None = None,
 ) -> LoadedModel:
     """Load BLIP weights from any supported source (see the module docstring).
 
     tokenizer: a vocab.txt / tokenizer.json / directory; default: the source directory's own
     tokenizer files, else bert-base-uncased (Tokenizer.default()). image_size: the input size
     to run at (position embeddings resized bicubically); default: the checkpoint's.
-    dtype: cast floating-point weights (default: as stored).
+    dtype: cast floating-point weights (default: as stored). cpu_kernels: "auto" | "on" | "off",
+    which of our CPU kernels its fp32 CPU inference takes (Blip.use_cpu_kernels; None: the
+    $OPENBLIP_CPU_KERNEL setting, else auto), checked before the weights are read.
     """
+    setting = cpu.setting_of(cpu_kernels)
     path, text = _resolve(source)
     directory: Path | None
     if path.is_dir() and native.is_native(path):
@@ -208,6 +213,7 @@ def load_model(
         )
     cfg = _with_image_size(cfg0, image_size)
     model, notes = build_model(cfg, state, kmap=kmap, source=str(path), device=device, dtype=dtype)
+    model.use_cpu_kernels(setting.value)
     for note in notes:
         log.info("%s: %s", path, note)
     tok = _tokenizer(tokenizer, directory, cfg)

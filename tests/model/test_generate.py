@@ -3,6 +3,8 @@ tests/parity (it needs a transformers model)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -18,6 +20,19 @@ from openblip.model.generate import (
 )
 
 PROMPT = torch.tensor([30522, 1037, 3861, 1997])
+
+
+@pytest.fixture
+def kernels_on(model: Blip) -> Iterator[None]:
+    """The model with every CPU kernel (folded cross-attention is taken only with them), for one test."""
+    from openblip.backends.cpu import KernelsUnavailable
+
+    try:
+        model.use_cpu_kernels("on")
+    except KernelsUnavailable as e:
+        pytest.skip(str(e))
+    yield
+    model.use_cpu_kernels("off")
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +239,7 @@ def test_static_cache_reorders_but_never_drops_rows() -> None:
     ],
     ids=["greedy", "beam3", "sample"],
 )
-def test_folded_context_generates_as_precomputed_keys(model: Blip, cfg: GenerationConfig) -> None:
+def test_folded_context_generates_as_precomputed_keys(model: Blip, kernels_on: None, cfg: GenerationConfig) -> None:
     """On the CPU few sequences per context read the image tokens through folded projections;
     the sequences equal those from precomputed keys/values (padded contexts included)."""
     from openblip.model.generate import fold_context
@@ -246,7 +261,7 @@ def test_folded_context_generates_as_precomputed_keys(model: Blip, cfg: Generati
     assert torch.equal(folded.sequences, generate(dec, kv, PROMPT, cfg).sequences)
 
 
-def test_fold_context_rule(model: Blip) -> None:
+def test_fold_context_rule(model: Blip, kernels_on: None) -> None:
     from dataclasses import replace
 
     from openblip.model.generate import fold_context
@@ -265,3 +280,6 @@ def test_fold_context_rule(model: Blip) -> None:
         assert not fold_context(dec, img, 1, replace(greedy, cuda_graph=True))  # graphs take CrossKV
         assert not fold_context(dec, img.to("meta"), 1, greedy)  # CPU only
     assert not fold_context(dec, img, 1, greedy)  # autograd on: the plain path
+    model.use_cpu_kernels("off")
+    with torch.inference_mode():
+        assert not fold_context(dec, img, 1, greedy)  # folding is taken only with the CPU kernels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from openblip.backends import cpu
 from openblip.config import preset
 from openblip.model import Blip
 from openblip.model.text import lm_loss
@@ -171,6 +172,13 @@ def test_image_tokens_projected_layer_by_layer() -> None:
     torch.testing.assert_close(lazy, eager, rtol=0, atol=0)
 
 
+def _kernels_on() -> cpu.CpuKernels:
+    try:
+        return cpu.choose("on", torch.device("cpu"), torch.float32)
+    except cpu.KernelsUnavailable as e:
+        pytest.skip(str(e))
+
+
 @pytest.mark.parametrize("inference", [True, False], ids=["kernels", "bmm"])
 def test_folded_cross_attention_equals_projected(inference: bool) -> None:
     """Folding the key/value projections into queries and outputs is the same function (the key
@@ -191,6 +199,8 @@ def test_folded_cross_attention_equals_projected(inference: bool) -> None:
     from openblip.model.layers import padding_bias
 
     bias = padding_bias(mask, torch.float32)
+    if inference:
+        attn.cpu_kernels = _kernels_on()
     with torch.inference_mode() if inference else torch.no_grad():
         want = attn(x, bias, kv=attn.project_kv(tokens))
         got = attn.attend_folded(x, tokens, bias)
@@ -216,6 +226,7 @@ def test_grounded_encoder_folds_short_texts_in_inference() -> None:
     through folded projections (no keys/values computed), with the same result as projecting."""
     torch.manual_seed(0)
     model = Blip(preset("tiny", "retrieval")).eval()
+    model.set_cpu_kernels(_kernels_on())  # folding is taken only with the kernels
     encoder = model.text_encoder
     projected: list[int] = []
     for layer in encoder.blocks:

@@ -62,6 +62,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
         help="weights and activations (default: fp32; fp16 on the CPU runs in fp32 with a warning)",
     )
     g.add_argument("--image-size", type=int, help="input size in pixels (default: the checkpoint's)")
+    g.add_argument(
+        "--cpu-kernels",
+        choices=("auto", "on", "off"),
+        help="our CPU kernels for fp32 CPU inference: auto (what was measured fastest on this CPU kind), on, "
+        "off (torch's ops) (default: $OPENBLIP_CPU_KERNEL, else auto; -v logs the choice)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int = 16) -> None:
@@ -153,6 +159,7 @@ def load_pipeline(
             image_size=image_size or args.image_size,
             tokenizer=tokenizer or args.tokenizer,
             max_pixels=max_pixels(args),
+            cpu_kernels=args.cpu_kernels,
         )
     except (OSError, ValueError, ImportError, RuntimeError) as e:  # missing files, bad checkpoints, no network
         # "models/mine" is a hub id as much as a path: say that no such path exists here either

@@ -6,14 +6,19 @@ methods are the named stages of the data flow; tasks and training compose them.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openblip.backends import cpu
 from openblip.config import BlipConfig
 from openblip.model.cache import CrossKV
 from openblip.model.text import TextDecoder, TextTransformer
 from openblip.model.vision import VisionTransformer
+
+log = logging.getLogger(__name__)
 
 # Special token ids of BLIP's tokenizer (bert-base-uncased + two added tokens).
 DEC_TOKEN_ID = 30522  # [DEC], bos of the decoder
@@ -51,6 +56,7 @@ class Blip(nn.Module):
             self.itm_head = nn.Linear(cfg.text.width, 2)
             self.temp = nn.Parameter(torch.tensor(0.07))
         self._init_text_weights()
+        self.cpu_kernels = cpu.OFF  # torch's ops until a choice is made (use_cpu_kernels)
 
     def _init_text_weights(self) -> None:
         """BERT init (normal std 0.02, LayerNorm 1/0); the ViT initialises itself."""
@@ -91,6 +97,27 @@ class Blip(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.visual_encoder.cls_token.device
+
+    def use_cpu_kernels(self, setting: str | None = "auto") -> cpu.CpuKernels:
+        """Choose, once, which of our CPU kernels this model's fp32 CPU inference takes:
+        "auto" (what was measured fastest on this CPU kind), "on" (all; KernelsUnavailable
+        saying why where they cannot run), "off" (torch's ops); None reads $OPENBLIP_CPU_KERNEL.
+        Resolved for the model's current device and dtype (choose again after moving it);
+        recorded on every module that has kernels, logged at INFO and shown in the repr.
+        Training, no_grad passes, autocast and other dtypes run torch's ops whatever the choice."""
+        return self.set_cpu_kernels(cpu.choose(setting, self.device, self.dtype))
+
+    def set_cpu_kernels(self, kernels: cpu.CpuKernels) -> cpu.CpuKernels:
+        """Record an already resolved choice (use_cpu_kernels resolves one) on every module."""
+        self.cpu_kernels = kernels
+        for module in self.modules():
+            if module is not self and hasattr(module, "cpu_kernels"):
+                module.cpu_kernels = kernels
+        log.info("CPU kernels: %s", kernels)
+        return kernels
+
+    def extra_repr(self) -> str:
+        return f"cpu_kernels={self.cpu_kernels}"
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         self.visual_encoder.grad_checkpointing = enabled

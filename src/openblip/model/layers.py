@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openblip.model import cpu_kernel
-
-log = logging.getLogger(__name__)
+from openblip.backends import cpu
 
 # The original BERT fork masks with an additive -10000 (salesforce/BLIP models/med.py,
 # get_extended_attention_mask). Rows are never fully masked in BLIP, so this equals -inf masking
@@ -23,14 +19,6 @@ def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
     if bool(mask.all()):
         return None
     return ((1.0 - mask[:, None, None, :].to(dtype)) * MASK_VALUE).to(dtype)
-
-
-def causal_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, L) padding mask -> (B, 1, L, L) additive bias that is causal and hides padding."""
-    length = mask.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-    keep = causal[None, None] & mask[:, None, None, :].bool()
-    return ((~keep).to(dtype) * MASK_VALUE).to(dtype)
 
 
 def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -66,107 +54,43 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * hd)
 
 
-# Without our CPU kernels (model/cpu_kernel.py), an fp32 inference matmul of at most this many rows
-# goes through oneDNN with a prepacked weight: for decoding (a few rows per step) MKL's default GEMM
-# streams the weight at a third of the memory bandwidth oneDNN reaches; for more rows both are alike.
-SMALL_ROWS = 64
-_onednn_failed = False
-
-
-class PackedWeight:
-    """A oneDNN-reordered copy of a weight for small-batch CPU inference (not in state_dict),
-    rebuilt whenever the weight's storage, version (in-place updates) or shape changes."""
-
-    def __init__(self) -> None:
-        self.key: tuple[int, int, tuple[int, ...]] | None = None
-        self.packed: torch.Tensor | None = None
-
-    # A cache: copies and pickles start empty (oneDNN tensors have no storage to copy).
-    def __deepcopy__(self, memo: dict[int, object]) -> PackedWeight:
-        return PackedWeight()
-
-    def __getstate__(self) -> dict[str, object]:
-        return {}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__()  # type: ignore[misc]
-
-    def get(self, weight: torch.Tensor) -> torch.Tensor:
-        # Inference tensors (a model built under torch.inference_mode) have no version counter.
-        version = 0 if weight.is_inference() else weight._version
-        key = (weight.data_ptr(), version, tuple(weight.shape))
-        if key != self.key or self.packed is None:
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
-            self.key = key
-        return self.packed
-
-
-def _fp32_cpu_inference(*tensors: torch.Tensor) -> bool:
-    return not torch.is_grad_enabled() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-
-
-def cpu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: PackedWeight) -> torch.Tensor:
-    """F.linear; in CPU fp32 inference, our AVX2 kernels (model/cpu_kernel.py: few rows for
-    decoding steps, blocked for the rest), or without them oneDNN with a prepacked weight for up
-    to SMALL_ROWS rows. Same result up to float summation order."""
-    global _onednn_failed
-    if not _fp32_cpu_inference(x, weight, *([] if bias is None else [bias])):
-        return F.linear(x, weight, bias)
-    flat = x.reshape(-1, x.shape[-1]).contiguous()
-    kernels = cpu_kernel.load()
-    product = None if kernels is None else cpu_kernel.pick(kernels, flat, weight, bias)
-    if product is not None:
-        return product(flat, weight, bias).view(*x.shape[:-1], weight.shape[0])
-    if flat.shape[0] > SMALL_ROWS or _onednn_failed or not torch.backends.mkldnn.is_available():
-        return F.linear(x, weight, bias)
-    try:
-        out = torch.ops.mkldnn._linear_pointwise(flat, packed.get(weight), bias, "none", [], "")
-    except (RuntimeError, AttributeError) as err:  # e.g. a torch build without these oneDNN ops
-        _onednn_failed = True
-        log.warning("oneDNN small-batch linear unavailable (%s); using F.linear", err)
-        return F.linear(x, weight, bias)
-    return out.view(*x.shape[:-1], weight.shape[0])
-
-
-def context_scores(q: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """q (C, R, D), tokens (C, N, D) -> (C, R, N): torch.bmm(q, tokens^T), on fp32 CPU inference
-    through our kernel (model/cpu_kernel.py)."""
-    kernels = cpu_kernel.load() if _fp32_cpu_inference(q, tokens) and q.shape[-1] % 16 == 0 else None
-    if kernels is None:
-        return torch.bmm(q, tokens.transpose(1, 2))
-    return kernels.scores(q.contiguous(), tokens.contiguous())
-
-
-def context_mix(p: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """p (C, R, N), tokens (C, N, D) -> (C, R, D): torch.bmm(p, tokens), on fp32 CPU inference
-    through our kernel (model/cpu_kernel.py)."""
-    kernels = cpu_kernel.load() if _fp32_cpu_inference(p, tokens) and tokens.shape[-1] % 16 == 0 else None
-    if kernels is None:
-        return torch.bmm(p, tokens)
-    return kernels.mix(p.contiguous(), tokens.contiguous())
-
-
-def fused_self_attention(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+def fused_self_attention(qkv: torch.Tensor, heads: int, kernels: cpu.CpuKernels = cpu.OFF) -> torch.Tensor:
     """Unmasked self-attention, no dropout: qkv (B, N, 3 D) as one projection lays out [q; k; v]
-    -> (B, N, D), heads merged. On fp32 CPU inference our kernel (model/cpu_kernel.py), else SDPA."""
+    -> (B, N, D), heads merged. SDPA, or the CPU kernel where `kernels` takes it."""
+    out = cpu.self_attention(kernels, qkv, heads)
+    if out is not None:
+        return out
     b, n, d3 = qkv.shape
-    hd = d3 // 3 // heads
-    kernels = cpu_kernel.load() if _fp32_cpu_inference(qkv) and hd % 16 == 0 else None
-    if kernels is None or kernels.attention is None:
-        q, k, v = qkv.view(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        return merge_heads(sdpa(q, k, v, None, 0.0))
-    return kernels.attention(qkv.contiguous(), heads)
+    q, k, v = qkv.view(b, n, 3, heads, d3 // 3 // heads).permute(2, 0, 3, 1, 4)
+    return merge_heads(sdpa(q, k, v, None, 0.0))
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kernels: cpu.CpuKernels) -> torch.Tensor:
+    """F.linear, or the CPU kernel where `kernels` takes it (same result up to float summation order)."""
+    out = cpu.linear(kernels, x, weight, bias)
+    return F.linear(x, weight, bias) if out is None else out
+
+
+def context_scores(q: torch.Tensor, tokens: torch.Tensor, kernels: cpu.CpuKernels) -> torch.Tensor:
+    """q (C, R, D), tokens (C, N, D) -> (C, R, N): torch.bmm(q, tokens^T), or the CPU kernel."""
+    out = cpu.context_scores(kernels, q, tokens)
+    return torch.bmm(q, tokens.transpose(1, 2)) if out is None else out
+
+
+def context_mix(p: torch.Tensor, tokens: torch.Tensor, kernels: cpu.CpuKernels) -> torch.Tensor:
+    """p (C, R, N), tokens (C, N, D) -> (C, R, D): torch.bmm(p, tokens), or the CPU kernel."""
+    out = cpu.context_mix(kernels, p, tokens)
+    return torch.bmm(p, tokens) if out is None else out
 
 
 class Linear(nn.Linear):
-    """nn.Linear (same parameters and state_dict) with the CPU inference paths of `cpu_linear`."""
+    """nn.Linear (same parameters and state_dict) whose fp32 CPU inference may run on our
+    kernels: `cpu_kernels` is the model's choice (Blip.use_cpu_kernels), torch's op by default."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias)
-        self._packed = PackedWeight()
+    cpu_kernels: cpu.CpuKernels = cpu.OFF
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return cpu_linear(x, self.weight, self.bias, self._packed)
+        return linear(x, self.weight, self.bias, self.cpu_kernels)
 
 
 class Mlp(nn.Module):

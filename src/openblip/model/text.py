@@ -18,16 +18,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from openblip.backends import cpu
 from openblip.config import TextConfig
 from openblip.model.cache import ContextTokens, CrossKV, FoldedContext, KVCache
 from openblip.model.layers import (
     MASK_VALUE,
     Linear,
     Mlp,
-    PackedWeight,
     context_mix,
     context_scores,
-    cpu_linear,
+    linear,
     merge_heads,
     padding_bias,
     sdpa,
@@ -58,6 +58,8 @@ class ResidualAttention(nn.Module):
     Self-attention when `context_width` is None, else cross-attention whose keys/values are
     projected from `context_width` (the vision width for the grounded encoder/decoder).
     """
+
+    cpu_kernels: cpu.CpuKernels = cpu.OFF  # the model's choice (Blip.use_cpu_kernels), for attend_folded
 
     def __init__(self, cfg: TextConfig, context_width: int | None = None) -> None:
         super().__init__()
@@ -122,14 +124,14 @@ class ResidualAttention(nn.Module):
         rows = b // bc * length  # queries per context
         q = self.query(x) * hd**-0.5
         q = q.view(bc, rows, h, hd).permute(2, 0, 1, 3).reshape(h, bc * rows, hd)
-        qk = context_mix(q, self.key.weight.view(h, hd, dc))  # (H, Bc*rows, Dc)
+        qk = context_mix(q, self.key.weight.view(h, hd, dc), self.cpu_kernels)  # (H, Bc*rows, Dc)
         qk = qk.view(h, bc, rows, dc).transpose(0, 1).reshape(bc, h * rows, dc)
-        scores = context_scores(qk, tokens)  # (Bc, H*rows, N)
+        scores = context_scores(qk, tokens, self.cpu_kernels)  # (Bc, H*rows, N)
         if bias is not None:
             scores = scores + bias.view(bc, 1, n)
-        ctx = context_mix(scores.softmax(-1), tokens)  # (Bc, H*rows, Dc)
+        ctx = context_mix(scores.softmax(-1), tokens, self.cpu_kernels)  # (Bc, H*rows, Dc)
         ctx = ctx.view(bc, h, rows, dc).transpose(0, 1).reshape(h, bc * rows, dc)
-        out = context_scores(ctx, self.value.weight.view(h, hd, dc)) + self.value.bias.view(h, 1, hd)
+        out = context_scores(ctx, self.value.weight.view(h, hd, dc), self.cpu_kernels) + self.value.bias.view(h, 1, hd)
         out = out.view(h, bc, rows, hd).permute(1, 2, 0, 3).reshape(b, length, d)
         return self.norm(x + self.out(out))
 
@@ -168,6 +170,8 @@ class TextTransformer(nn.Module):
     feed-forward modules (the same objects, so they stay shared through training); only the
     self-attention is new. This is BLIP's pre-training encoder/decoder arrangement.
     """
+
+    cpu_kernels: cpu.CpuKernels = cpu.OFF  # the model's choice (Blip.use_cpu_kernels), for folding
 
     def __init__(
         self,
@@ -222,14 +226,15 @@ class TextTransformer(nn.Module):
 
     def folding_pays(self, queries: int, context: torch.Tensor) -> bool:
         """Whether cross-attention should read `context` (Bc, N, Dc) through folded projections
-        (FoldedContext, `ResidualAttention.attend_folded`) rather than project its keys/values:
-        only in CPU inference (on a GPU projected keys/values suit batched kernels and CUDA
-        graphs; training keeps the plain path), and when it costs less. Per context and layer the
+        (FoldedContext, `ResidualAttention.attend_folded`) rather than project its keys/values.
+        The one place this is chosen: only where the model's CPU kernels take folding
+        (backends/cpu `folds`: their products, fp32 CPU inference; with torch's batched products
+        it was measured not to pay), and when it costs less. Per context and layer the
         keys/values cost 2 N Dc D multiply-adds; folding costs (H Dc - D) N more per query than
         attending to them. So fold when queries per context (times the decoding steps that reuse
         the keys/values) < Dc D / (H Dc - D): ~70 for BLIP (an ITM text, greedy or 3 beams over
         20 tokens; not 5 beams, not retrieval's re-rank of many texts per image)."""
-        if context.device.type != "cpu" or torch.is_grad_enabled() or self.training:
+        if self.training or not cpu.folds(self.cpu_kernels, context):
             return False
         dc = context.shape[-1]
         extra = self.cfg.heads * dc - self.cfg.width
@@ -321,16 +326,17 @@ class TextTransformer(nn.Module):
 class LMHead(nn.Module):
     """BERT prediction head: dense -> GELU -> LN -> (word embeddings)^T + bias (weights tied)."""
 
+    cpu_kernels: cpu.CpuKernels = cpu.OFF  # the model's choice (Blip.use_cpu_kernels)
+
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
         self.dense = Linear(cfg.width, cfg.width)
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
-        self._packed_embeddings = PackedWeight()
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         h = self.norm(F.gelu(self.dense(hidden)))
-        return cpu_linear(h, word_embeddings, self.bias, self._packed_embeddings)
+        return linear(h, word_embeddings, self.bias, self.cpu_kernels)
 
 
 class TextDecoder(nn.Module):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from openblip.backends import cpu
 from openblip.config import VisionConfig
 from openblip.model.layers import Linear, Mlp, drop_path, fused_self_attention
 
@@ -46,6 +47,8 @@ class PatchEmbed(nn.Module):
 
 
 class VisionAttention(nn.Module):
+    cpu_kernels: cpu.CpuKernels = cpu.OFF  # the model's choice (Blip.use_cpu_kernels)
+
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
@@ -53,7 +56,7 @@ class VisionAttention(nn.Module):
         self.proj = Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(fused_self_attention(self.qkv(x), self.heads))
+        return self.proj(fused_self_attention(self.qkv(x), self.heads, self.cpu_kernels))
 
 
 class Block(nn.Module):

@@ -1,0 +1,1 @@
+"""Optional accelerated backends, each behind one small interface the model uses (cpu/)."""
