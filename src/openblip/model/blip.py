@@ -35,6 +35,8 @@ def with_first_token(ids: torch.Tensor, token: int) -> torch.Tensor:
 
 
 class Blip(nn.Module):
+    cpu_kernels: cpu.CpuKernels = cpu.OFF  # torch's ops until a choice is made (use_cpu_kernels)
+
     def __init__(self, cfg: BlipConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -56,7 +58,6 @@ class Blip(nn.Module):
             self.itm_head = nn.Linear(cfg.text.width, 2)
             self.temp = nn.Parameter(torch.tensor(0.07))
         self._init_text_weights()
-        self.cpu_kernels = cpu.OFF  # torch's ops until a choice is made (use_cpu_kernels)
 
     def _init_text_weights(self) -> None:
         """BERT init (normal std 0.02, LayerNorm 1/0); the ViT initialises itself."""
@@ -109,10 +110,9 @@ class Blip(nn.Module):
 
     def set_cpu_kernels(self, kernels: cpu.CpuKernels) -> cpu.CpuKernels:
         """Record an already resolved choice (use_cpu_kernels resolves one) on every module."""
-        self.cpu_kernels = kernels
-        for module in self.modules():
-            if module is not self and hasattr(module, "cpu_kernels"):
-                module.cpu_kernels = kernels
+        for module in self.modules():  # self, and every module with a kernel path (a class attribute)
+            if hasattr(module, "cpu_kernels"):
+                module.cpu_kernels = kernels  # type: ignore[assignment]  # a plain attribute, not a tensor
         log.info("CPU kernels: %s", kernels)
         return kernels
 
