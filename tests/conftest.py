@@ -51,6 +51,23 @@ def _tiny_blip(layout: str, seed: int) -> Blip:
     return model
 
 
+@pytest.fixture(scope="module", params=["on", "off"])
+def cpu_kernels_both(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs each test of a module that uses it twice, the models it loads (load_model, or
+    `Blip.use_cpu_kernels(None)`) taking our CPU kernels ($OPENBLIP_CPU_KERNEL=on), then torch's
+    ops (off): the path every ARM, macOS or compiler-less user gets. Module-scoped, so a
+    module's shared models are loaded once per setting. "on" is skipped where the kernels
+    cannot run."""
+    from openblip.backends import cpu
+
+    why = cpu.available() if request.param == "on" else None
+    if why is not None:
+        pytest.skip(f"the CPU kernels cannot run here: {why}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(cpu.ENV, request.param)
+        yield request.param
+
+
 @pytest.fixture(scope="session")
 def tiny_blip() -> Callable[[str, int], Blip]:
     """`tiny_blip(layout, seed)`: a new tiny model of that layout (preset "tiny"), in eval mode,

@@ -8,6 +8,7 @@ key maps cannot cancel out against the same mistake in the fixture.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -157,13 +158,22 @@ def assert_close(ours: torch.Tensor, theirs: torch.Tensor, what: str) -> float:
     return delta
 
 
+def check_kernels(ours: torch.nn.Module) -> None:
+    """The model took the setting this run asks for (conftest: on, then off), and says so."""
+    want = os.environ.get("OPENBLIP_CPU_KERNEL")
+    got = ours.cpu_kernels
+    assert got.enabled == (want == "on"), f"OPENBLIP_CPU_KERNEL={want} but the model took {got}"
+    print(f"CPU kernels {got}")
+
+
 def hf_vision(hf: torch.nn.Module, pixels: torch.Tensor, interpolate: bool = False) -> torch.Tensor:
     return hf.vision_model(pixels, interpolate_pos_encoding=interpolate).last_hidden_state
 
 
-@torch.no_grad()
+@torch.inference_mode()  # inference: where the model's CPU-kernel choice applies
 def compare_caption(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: str) -> dict[str, float]:
     """Vision tokens and decoder logits ([DEC]-first ids, padded second row)."""
+    check_kernels(ours)
     image = ours.encode_image(x.pixels)
     theirs = hf(pixel_values=x.pixels, input_ids=x.dec_ids, attention_mask=x.mask)
     out = {f"{tag} vision": assert_close(image, theirs.last_hidden_state, f"{tag} vision")}
@@ -173,9 +183,10 @@ def compare_caption(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: 
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()  # inference: where the model's CPU-kernel choice applies
 def compare_retrieval(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: str) -> dict[str, float]:
     """ITC cosine similarities (B_img, B_txt) and ITM logits (B, 2)."""
+    check_kernels(ours)
     image = ours.encode_image(x.pixels)
     sim = ours.itc_similarity(ours.image_embed(image), ours.text_embed(x.cls_ids, x.mask))
     their_sim = hf(input_ids=x.cls_ids, pixel_values=x.pixels, attention_mask=x.mask, use_itm_head=False).itm_score
@@ -186,7 +197,7 @@ def compare_retrieval(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()  # inference: where the model's CPU-kernel choice applies
 def compare_vqa(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: str) -> dict[str, float]:
     """Question-encoder states ([ENC] first, over the image) and answer-decoder logits over them.
 
@@ -194,6 +205,7 @@ def compare_vqa(hf: torch.nn.Module, ours: torch.nn.Module, x: Inputs, tag: str)
     the original's and transformers' VQA generate): transformers 5.24 drops the cross-attention
     mask inside BlipTextAttention (see test_hf_parity.test_transformers_ignores_cross_attention_mask),
     so a padded question mask cannot be compared with it."""
+    check_kernels(ours)
     image = ours.encode_image(x.pixels)
     their_image = hf_vision(hf, x.pixels)
     out = {f"{tag} vision": assert_close(image, their_image, f"{tag} vision")}

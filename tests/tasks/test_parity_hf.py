@@ -4,6 +4,7 @@ save_pretrained and read back through our loader, so the key mapping is part of 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from openblip.model.generate import BeamRules, GenerationConfig  # noqa: E402
 from openblip.tasks.caption import caption_images, prompt_ids  # noqa: E402
 from openblip.tasks.vqa import answer_questions  # noqa: E402
 
+# Each test runs with our CPU kernels and without (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("cpu_kernels_both")
 SEP = 102
 TEXT = dict(
     vocab_size=30524,
@@ -59,7 +62,10 @@ def _pair(cls: type, sep_bias: float, path: Path) -> tuple[torch.nn.Module, Load
     hf = cls(transformers.BlipConfig(text_config=TEXT, vision_config=VISION)).eval()
     _randomise(hf, sep_bias)
     hf.save_pretrained(path)
-    return hf, load_model(path)
+    loaded = load_model(path)
+    want = os.environ["OPENBLIP_CPU_KERNEL"]  # conftest cpu_kernels_both: on, then off
+    assert loaded.model.cpu_kernels.enabled == (want == "on"), loaded.model.cpu_kernels
+    return hf, loaded
 
 
 @pytest.fixture(scope="module")

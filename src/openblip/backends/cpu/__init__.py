@@ -116,23 +116,21 @@ def setting_of(value: str | None) -> KernelSetting:
 
 
 def choose(setting: str | None, device: torch.device, dtype: torch.dtype) -> CpuKernels:
-    """The choice for a model on `device` in `dtype`. "on" raises KernelsUnavailable (saying
-    why) where the kernels cannot run: not on an fp32 CPU model, not on this machine, or a
-    failed build; "auto" then takes torch's ops, noting why (a failed build also warns once)."""
+    """The choice for a model on `device` in `dtype`. A model that is not fp32 on the CPU takes
+    torch's ops whatever the setting (noted). Where this machine cannot run the kernels (not
+    x86-64 with AVX2, no compiler, a failed build, which also warns once), "on" raises
+    KernelsUnavailable saying why and "auto" takes torch's ops, noting why."""
     wanted = setting_of(setting)
     if wanted is KernelSetting.OFF:
         return OFF
-    where = None
-    if device.type != "cpu":
-        where = f"the model is on {device.type}"
-    elif dtype != torch.float32:
-        where = f"the model is {str(dtype).removeprefix('torch.')}, the kernels are float32"
-    else:
-        where = available()
-    if where is not None:
+    if device.type != "cpu" or dtype != torch.float32:
+        what = device.type if device.type != "cpu" else str(dtype).removeprefix("torch.")
+        return replace(OFF, setting=wanted, note=f"not used: the model is {what}, the kernels are fp32 CPU code")
+    why = available()
+    if why is not None:
         if wanted is KernelSetting.ON:
-            raise KernelsUnavailable(f"cpu_kernels='on' but the CPU kernels cannot run: {where}")
-        return replace(OFF, setting=KernelSetting.AUTO, note=where)
+            raise KernelsUnavailable(f"cpu_kernels='on' but the CPU kernels cannot run here: {why}")
+        return replace(OFF, setting=KernelSetting.AUTO, note=why)
     capability = torch.backends.cpu.get_cpu_capability()
     if wanted is KernelSetting.ON:
         return replace(ALL, note=capability)
