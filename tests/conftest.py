@@ -17,8 +17,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from openblip.threads import prefer_passive_wait
+
 if TYPE_CHECKING:
     from openblip.model.blip import Blip
+
+# Idle OpenMP threads sleep instead of spinning, in this process and the CLI subprocesses the
+# tests start: on a busy machine spinning threads slowed model runs many times over
+# (openblip/threads.py). Loaded before any test module imports torch.
+TORCH_LOADED_FIRST = not prefer_passive_wait()
 
 
 @pytest.fixture

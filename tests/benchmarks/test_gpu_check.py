@@ -58,6 +58,4 @@ def test_gpu_check_dry_run_without_pil_or_pyarrow(tmp_path: Path) -> None:
         assert bench[f"{name}_ours"] > 0 and bench[f"{name}_hf"] > 0, name
     step = json.loads((out / "train_step.json").read_text().strip().splitlines()[-1])
     assert step["step_s"] > 0 and step["model_tflop_per_step"] > 0
-    anchor = out / "hf_anchor.json"
-    if (ROOT.parent / "shared" / "bench" / "hf_anchor.py").exists():
-        assert json.loads(anchor.read_text())["caption_beam1_tokens"] == 21
+    assert "../" not in (ROOT / "benchmarks" / "gpu_check.sh").read_text()  # needs nothing outside the repo

@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 
+from openblip.threads import prefer_passive_wait
+
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.caption_cmd",
@@ -76,6 +78,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 
 def main(argv: list[str] | None = None) -> int:
+    prefer_passive_wait()  # before any command loads torch (openblip/threads.py: shared cores)
     parser = build_parser()
     args = _parse(parser, argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
