@@ -59,6 +59,18 @@ def test_load_returns_a_pipeline(blip, models) -> None:
     assert blip.image_size == 64 and str(models["full"]) in repr(blip)
 
 
+def test_cpu_kernel_choice_is_made_at_load_and_shown(models) -> None:
+    from openblip.backends import cpu
+
+    off = openblip.load(models["full"], device="cpu", cpu_kernels="off")
+    assert off.model.cpu_kernels == cpu.OFF and "cpu_kernels='off: torch ops only'" in repr(off)
+    if cpu.available() is None:
+        on = openblip.load(models["full"], device="cpu", cpu_kernels="on")
+        assert on.model.cpu_kernels.enabled and "cpu_kernels='on: small_linear" in repr(on)
+    with pytest.raises(ValueError, match="cpu_kernels 'fast' is not one of auto, on, off"):
+        openblip.load(models["full"], device="cpu", cpu_kernels="fast")
+
+
 def test_caption_accepts_paths_bytes_and_pil(blip, images) -> None:
     kw = dict(max_length=10, min_length=5)
     by_path = blip.caption(images, **kw)
