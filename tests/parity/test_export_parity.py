@@ -24,9 +24,13 @@ from openblip.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory: pytest.TempPathFactory, tiny_blip: Callable[[str, int], Blip]) -> tuple[Blip, Path]:
-    """A tiny pre-training-layout model (decoder sharing the encoder's layers) in our format."""
+def pretrained(
+    cpu_kernels_both: str, tmp_path_factory: pytest.TempPathFactory, tiny_blip: Callable[[str, int], Blip]
+) -> tuple[Blip, Path]:
+    """A tiny pre-training-layout model (decoder sharing the encoder's layers) in our format,
+    taking the CPU kernels or not as this run of the module asks (conftest)."""
     model = tiny_blip("pretrain", 7)
+    model.use_cpu_kernels(None)
     return model, save_pretrained(model, Tokenizer.default(), tmp_path_factory.mktemp("pretrain") / "model")
 
 
