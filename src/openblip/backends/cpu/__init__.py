@@ -21,7 +21,6 @@ What "auto" takes per CPU kind is what benchmarks/RESULTS.md measured fastest th
 from __future__ import annotations
 
 import enum
-import logging
 import os
 from dataclasses import dataclass, replace
 
@@ -29,8 +28,6 @@ import torch
 
 from openblip.backends.cpu import ops
 from openblip.backends.cpu.build import KernelsUnavailable, available
-
-log = logging.getLogger(__name__)
 
 ENV = "OPENBLIP_CPU_KERNEL"
 MAX_SMALL_ROWS = ops.MAX_SMALL_ROWS
