@@ -29,7 +29,6 @@ from openblip.config import LAYOUTS, BlipConfig
 from openblip.convert import fetch, hf, native, salesforce
 from openblip.convert.keymap import CheckpointError, KeyMap, ModelKeys, match_shapes, to_ours
 from openblip.files import make_shareable
-from openblip.image import CLIP_MEAN, CLIP_STD
 from openblip.model.blip import DEC_TOKEN_ID, ENC_TOKEN_ID, Blip
 from openblip.tokenizer import Tokenizer
 
@@ -298,6 +297,8 @@ def export_hf(model: Blip, tokenizer: Tokenizer, directory: str | Path) -> Path:
     save_file({k: v.to("cpu").contiguous() for k, v in state.items()}, str(out / "model.safetensors"), {"format": "pt"})
     make_shareable(out / "model.safetensors")  # save_file creates it 0600
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    from openblip.image import CLIP_MEAN, CLIP_STD  # here: loading a model must not need PIL (the GPU machine)
+
     for name, content in hf.processor_files(model.cfg, CLIP_MEAN, CLIP_STD).items():
         (out / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     tokenizer.save(out)
