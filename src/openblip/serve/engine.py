@@ -6,7 +6,7 @@ images whatever the requests bring. With a scorer, every caption and answer is s
 its image with ITM (tasks.match.match_pairs) and the image's ITC feature comes back for drift.
 
 Which model does what: captions and answers come from the served model; match, embed,
-classify and search use the served model when it has the ITC/ITM heads, else the scorer.
+classify, search and explain use the served model when it has the ITC/ITM heads, else the scorer.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from openblip.api import BlipPipeline
 from openblip.model.generate import GenerationConfig
 from openblip.tasks.caption import caption_images
 from openblip.tasks.classify import LabelScore, LabelSet, classify_images, prepare_labels
+from openblip.tasks.explain import explain_loaded
 from openblip.tasks.index import EmbeddingIndex
 from openblip.tasks.inputs import check_text, embed_images, embed_texts
 from openblip.tasks.match import match_images_texts, match_pairs
@@ -84,8 +85,22 @@ class SearchTextsKey:  # items: query images
     options: SearchOptions
 
 
+@dataclass(frozen=True)
+class ExplainKey:  # items: images; Grad-CAM batches images that share one text and layer
+    text: str
+    layer: int
+
+
 BatchKey = (
-    CaptionKey | VqaKey | MatchKey | EmbedImagesKey | EmbedTextsKey | ClassifyKey | SearchImagesKey | SearchTextsKey
+    CaptionKey
+    | VqaKey
+    | MatchKey
+    | EmbedImagesKey
+    | EmbedTextsKey
+    | ClassifyKey
+    | SearchImagesKey
+    | SearchTextsKey
+    | ExplainKey
 )
 
 
@@ -152,6 +167,9 @@ class Engine:
             case SearchTextsKey():
                 m, index = self._need_index()
                 return m.search_texts(index, items, key.options)
+            case ExplainKey():
+                m = self._need_matcher()
+                return [row[0] for row in explain_loaded(m.model, m.tokenizer, items, [key.text], layer=key.layer)]
         raise TypeError(f"no task for batch key {key!r}")
 
     def _need_matcher(self) -> BlipPipeline:

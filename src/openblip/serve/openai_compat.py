@@ -41,6 +41,7 @@ def capabilities(state: ServerState) -> dict[str, bool]:
         "caption": state.engine.model.model.text_decoder is not None and not cfg.decoder_over_text,
         "vqa": cfg.decoder_over_text,
         "match": state.engine.matcher is not None,
+        "explain": state.engine.matcher is not None,  # ITM Grad-CAM by the model that scores matches
         "search": state.engine.index is not None,
         "scored": state.engine.scorer is not None,
     }

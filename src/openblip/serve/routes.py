@@ -1,4 +1,5 @@
-"""The task endpoints: /v1/caption, /v1/vqa, /v1/match, /v1/embed, /v1/classify, /v1/search.
+"""The task endpoints: /v1/caption, /v1/vqa, /v1/match, /v1/embed, /v1/classify, /v1/search,
+/v1/explain.
 
 Each validates its body and images, checks that the loaded models can do the task and that the
 settings are usable (422 naming the field otherwise, before anything is queued, so that one bad
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from openblip.model.generate import GenerationConfig
 from openblip.serve.engine import (
@@ -19,6 +21,7 @@ from openblip.serve.engine import (
     ClassifyKey,
     EmbedImagesKey,
     EmbedTextsKey,
+    ExplainKey,
     Generated,
     MatchKey,
     SearchImagesKey,
@@ -32,6 +35,7 @@ from openblip.serve.schemas import (
     CaptionRequest,
     ClassifyRequest,
     EmbedRequest,
+    ExplainRequest,
     MatchRequest,
     SearchRequest,
     VqaRequest,
@@ -39,6 +43,8 @@ from openblip.serve.schemas import (
 from openblip.serve.state import ServerState
 from openblip.tasks.caption import caption_config, prompt_ids
 from openblip.tasks.classify import check_label
+from openblip.tasks.explain import Explanation, check_layer
+from openblip.tasks.heatmap import data_url, png, render
 from openblip.tasks.index import IndexKind
 from openblip.tasks.inputs import check_text, require_caption_decoder, require_vqa
 from openblip.tasks.retrieval import SearchOptions
@@ -283,5 +289,47 @@ async def search(request: Request) -> dict[str, Any]:
         "model": state.config.model_id,
         "results": [
             {"query": q, "hits": [hit_record(r, h) for r, h in enumerate(hits, 1)]} for q, hits in zip(queries, found)
+        ],
+    }
+
+
+def _explained(image: Any, e: Explanation) -> dict[str, Any]:
+    """The CLI's record of one pair (cli/explain_cmd.py) with its two pictures as data URLs."""
+    pictures = render(image, e)
+    return {
+        "itm_score": e.itm_score,
+        "layer": e.layer,
+        "words": [{"word": w.word, "peak": None if w.peak is None else list(w.peak), "mass": w.mass} for w in e.words],
+        "heatmap": data_url(png(pictures.whole)),
+        "word_heatmaps": data_url(png(pictures.words)),
+    }
+
+
+@router.post(
+    "/v1/explain", openapi_extra=body_spec("ExplainRequest"), summary="where each word of a text is in the images"
+)
+async def explain(request: Request) -> dict[str, Any]:
+    """ITM Grad-CAM (tasks/explain.py) of the text with each image, by the model that scores
+    matches (the served one with ITM heads, else the scorer). Images sharing a text and layer
+    batch together on the model thread; the pictures are drawn off it."""
+    state = _state(request)
+    req, uploads = await state.parse(request, ExplainRequest)
+    _matcher(state, "explaining")
+    matcher = state.engine.matcher
+    assert matcher is not None
+    _check_texts([req.text], "text")
+    try:
+        layer = check_layer(matcher.model, req.layer)
+    except ValueError as e:
+        raise _unprocessable(e) from e
+    images = await state.images(req.images, uploads)
+    results: list[Explanation] = await state.submit(ExplainKey(req.text, layer), [im.image for im in images])
+    return {
+        "model": state.config.model_id,
+        "explained_by": matcher.source.source,
+        "text": req.text,
+        "results": [
+            {"index": i, **await run_in_threadpool(_explained, im.image, e)}
+            for i, (im, e) in enumerate(zip(images, results))
         ],
     }

@@ -105,6 +105,18 @@ class SearchRequest(_Strict):
     rerank: int = Field(32, ge=0, le=1000)
 
 
+class ExplainRequest(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "text": "an orange square"}]}
+    )
+
+    images: list[ImageRef] = Field(min_length=1)
+    text: Text = Field(min_length=1, description="the caption or text whose match is explained")
+    layer: int | None = Field(
+        None, ge=0, le=1000, description="cross-attention layer, 0-based (default: the middle one; never the last)"
+    )
+
+
 # ---- OpenAI chat completions ----------------------------------------------------------------------
 class ImageUrl(_Strict):
     url: str = Field(min_length=1)
@@ -164,5 +176,6 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     EmbedRequest,
     ClassifyRequest,
     SearchRequest,
+    ExplainRequest,
     ChatRequest,
 )

@@ -5,6 +5,7 @@
 const $ = (id) => document.getElementById(id);
 let imageUrl = null; // the current image as a data URL
 let caps = {};
+let captionText = null; // the caption shown, for its heat map
 
 async function api(path, body) {
   const init = body === undefined ? {} : {
@@ -53,6 +54,8 @@ async function caption() {
   err.hidden = true;
   if (!caps.caption) { box.textContent = "(this model does not caption)"; box.dataset.state = "done"; return; }
   box.textContent = "captioning…"; box.dataset.state = "busy"; score.textContent = "–"; score.className = "score";
+  captionText = null; $("explain-button").disabled = true; $("heatmap").hidden = true;
+  $("explain-words").textContent = ""; $("explain-note").textContent = "";
   try {
     const r = (await api("/v1/caption", { images: [imageUrl] })).results[0];
     box.textContent = r.caption || "(empty caption)";
@@ -61,11 +64,27 @@ async function caption() {
       score.textContent = fmt(r.itm_score);
       score.className = "score " + (r.itm_score < lowScore ? "low" : "ok");
     }
+    captionText = r.caption;
+    $("explain-button").disabled = !r.caption;
     box.dataset.state = "done";
   } catch (e) {
     box.textContent = "–"; box.dataset.state = "error"; err.textContent = e.message; err.hidden = false;
   }
   refreshQuality();
+}
+
+// A text's heat map (a low-score caption's first of all): where in the image its words are.
+async function explain(text) {
+  const img = $("heatmap"), err = $("explain-error");
+  err.hidden = true; img.dataset.state = "busy";
+  $("explain-note").textContent = `("${text}")`;
+  try {
+    const r = (await api("/v1/explain", { images: [imageUrl], text })).results[0];
+    img.onload = () => { img.dataset.state = "done"; };
+    img.src = r.heatmap; img.hidden = false;
+    $("explain-words").textContent = `ITM ${fmt(r.itm_score)} · ` +
+      r.words.map((w) => `${w.word} ${fmt(100 * w.mass, 0)}%`).join(", ");
+  } catch (e) { img.dataset.state = "error"; err.textContent = e.message; err.hidden = false; }
 }
 
 async function ask(ev) {
@@ -92,6 +111,10 @@ async function match(ev) {
       const tr = document.createElement("tr");
       for (const v of [r.text, fmt(r.itm_score), fmt(r.itc_score)]) {
         const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+      }
+      if (caps.explain) { // a matched text opens its heat map too
+        tr.cells[0].classList.add("link"); tr.cells[0].title = "show where this text looks";
+        tr.cells[0].addEventListener("click", () => explain(r.text));
       }
       body.appendChild(tr);
     }
@@ -141,6 +164,7 @@ function setUp() {
   $("ask-form").addEventListener("submit", ask);
   $("match-form").addEventListener("submit", match);
   $("search-form").addEventListener("submit", search);
+  $("explain-button").addEventListener("click", () => { if (captionText) explain(captionText); });
   loadModel();
   refreshQuality();
   setInterval(refreshQuality, 5000);
