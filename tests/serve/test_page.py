@@ -1,6 +1,6 @@
 """The web page, driven in headless Chromium over the DevTools protocol against a live server:
 pick an image (the page's own file input, its change event, its fetch to /v1/caption), wait for
-the caption, match texts, search the index, read the quality panel, take a screenshot and check
+the caption, open its heat map and a matched text's, match texts, search the index, read the quality panel, take a screenshot and check
 what it shows."""
 
 from __future__ import annotations
@@ -132,11 +132,35 @@ def test_upload_caption_match_quality_screenshot(page: DevTools, server: Server,
     assert score == f"{expected['itm_score']:.3f}"
     assert page.eval("document.getElementById('preview').naturalWidth") == 160
 
+    # the caption's heat map (the model has ITM heads, so /v1/models lists explain)
+    assert page.eval("document.getElementById('explain').hidden") is False
+    page.eval("document.getElementById('explain-button').click()")
+    state = page.wait_for(
+        "(s => s === 'done' || s === 'error' ? s : null)(document.getElementById('heatmap').dataset.state)"
+    )
+    assert state == "done", page.eval("document.getElementById('explain-error').textContent")
+    heat = page.eval("document.getElementById('heatmap').src")
+    api_heat = httpx.post(
+        server.url + "/v1/explain", json={"images": [data_url(photo.read_bytes())], "text": shown}, timeout=120
+    ).json()["results"][0]
+    assert heat == api_heat["heatmap"]  # the page shows the API's picture of the caption it shows
+    assert page.eval("document.getElementById('heatmap').naturalWidth") == 512  # a 160x120 photo, longest side 512
+    assert page.eval("document.getElementById('heatmap').naturalHeight") == 384
+    words = page.eval("document.getElementById('explain-words').textContent")
+    assert words.startswith(f"ITM {api_heat['itm_score']:.3f}") and api_heat["words"][0]["word"] in words
+
     page.eval("document.getElementById('texts').value = 'a dog on a beach\\na red car'")
     page.eval("document.querySelector('#match-form button').click()")
     page.wait_for("document.querySelectorAll('#match-table tbody tr').length === 2")
     rows = page.eval("[...document.querySelectorAll('#match-table tbody tr')].map(r => r.cells[0].textContent)")
     assert rows == ["a dog on a beach", "a red car"]
+    page.eval("document.querySelector('#match-table tbody tr:nth-child(2) td').click()")  # a matched text's map
+    page.wait_for("document.getElementById('explain-note').textContent.includes('a red car')")
+    page.wait_for("document.getElementById('heatmap').dataset.state === 'done'")
+    car = httpx.post(
+        server.url + "/v1/explain", json={"images": [data_url(photo.read_bytes())], "text": "a red car"}, timeout=120
+    ).json()["results"][0]["heatmap"]
+    page.wait_for(f"document.getElementById('heatmap').src === {json.dumps(car)}")
 
     page.wait_for("/scored/.test(document.getElementById('q-outputs').textContent)")
     page.wait_for("/KS D/.test(document.getElementById('q-drift-itm').textContent)")

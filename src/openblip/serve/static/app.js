@@ -80,10 +80,11 @@ async function explain(text) {
   $("explain-note").textContent = `("${text}")`;
   try {
     const r = (await api("/v1/explain", { images: [imageUrl], text })).results[0];
-    img.onload = () => { img.dataset.state = "done"; };
     img.src = r.heatmap; img.hidden = false;
+    await img.decode(); // resolves once the picture can be drawn (also when the same src is set again)
     $("explain-words").textContent = `ITM ${fmt(r.itm_score)} · ` +
       r.words.map((w) => `${w.word} ${fmt(100 * w.mass, 0)}%`).join(", ");
+    img.dataset.state = "done";
   } catch (e) { img.dataset.state = "error"; err.textContent = e.message; err.hidden = false; }
 }
 
