@@ -1,7 +1,7 @@
 """The web page, driven in headless Chromium over the DevTools protocol against a live server:
 pick an image (the page's own file input, its change event, its fetch to /v1/caption), wait for
-the caption, open its heat map and a matched text's, match texts, search the index, read the quality panel, take a screenshot and check
-what it shows."""
+the caption, open its heat map, match texts and open one's heat map, search the index, read the
+quality panel, take a screenshot and check what it shows."""
 
 from __future__ import annotations
 
