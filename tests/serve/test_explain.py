@@ -59,7 +59,7 @@ def test_explain_same_as_the_python_api(client: httpx.Client, serve_models: dict
     r = client.post("/v1/explain", json={"images": [data_url(PHOTO), data_url(png_bytes(4))], "text": TEXT})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["model"] == serve_models["full"] and body["text"] == TEXT
+    assert body["model"] == body["explained_by"] == serve_models["full"] and body["text"] == TEXT
     assert [x["index"] for x in body["results"]] == [0, 1]
 
     pipe = load(serve_models["full"])
