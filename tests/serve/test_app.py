@@ -140,7 +140,9 @@ def test_vqa_on_a_caption_model_says_why(client: httpx.Client) -> None:
 def test_service_endpoints(client: httpx.Client, server: Server) -> None:
     assert client.get("/readyz").json()["status"] == "ready"
     models = client.get("/v1/models").json()["data"]
-    assert models[0]["capabilities"] == {"caption": True, "vqa": False, "match": True, "search": True, "scored": True}
+    assert models[0]["capabilities"] == {
+        "caption": True, "vqa": False, "match": True, "explain": True, "search": True, "scored": True,
+    }  # fmt: skip
     spec = client.get("/openapi.json").json()
     assert {"/v1/caption", "/v1/chat/completions", "/v1/search"} <= set(spec["paths"])
     assert "CaptionRequest" in spec["components"]["schemas"]

@@ -118,7 +118,10 @@ def test_caption_and_match_need_what_the_model_has(client: httpx.Client) -> None
     # match runs on the scorer when the served model has no ITM head
     assert client.post("/v1/match", json={"images": [IMG], "texts": ["a dog"]}).status_code == 200
     caps = client.get("/v1/models").json()["data"][0]["capabilities"]
-    assert caps == {"caption": False, "vqa": True, "match": True, "search": False, "scored": True}
+    assert caps == {"caption": False, "vqa": True, "match": True, "explain": True, "search": False, "scored": True}
+    # and so does explain: the maps are of the scorer's ITM head
+    r = client.post("/v1/explain", json={"images": [IMG], "text": "a dog"})
+    assert r.status_code == 200 and r.json()["explained_by"].endswith("full"), r.text
 
 
 def test_remote_images_when_allowed(client: httpx.Client, image_host: str) -> None:
