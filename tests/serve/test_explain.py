@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from typing import Any
 
 import httpx
@@ -97,6 +98,9 @@ def test_explain_multipart_with_layer(client: httpx.Client) -> None:
 def test_explain_goes_through_auth_and_limits(server: Server, client: httpx.Client) -> None:
     assert httpx.post(server.url + "/v1/explain", json={"images": [data_url(PHOTO)], "text": TEXT}).status_code == 401
     assert "at most 2" in error_of(client.post("/v1/explain", json={"images": [data_url(PHOTO)] * 3, "text": "a"}), 400)
+    assert client.post("/v1/explain", json={"images": [data_url(PHOTO)], "text": TEXT}).status_code == 200
+    metrics = client.get("/metrics").text  # its batches ran on the model thread, counted as the others'
+    assert re.search(r'openblip_batch_size_count\{task="explain"\} [1-9]', metrics), metrics
 
 
 @pytest.mark.parametrize(
