@@ -2,7 +2,8 @@
 export to transformers.
 
     load_model(source)      a transformers directory, a Salesforce .pth, an openblip
-                            directory, a hub id or an http(s) URL -> LoadedModel
+                            directory, a shipped demo model name (openblip.demo_models),
+                            a hub id or an http(s) URL -> LoadedModel
     save_pretrained(...)    the openblip format (convert/native.py)
     export_hf(...)          a directory transformers' Blip*.from_pretrained and
                             BlipProcessor / AutoProcessor.from_pretrained load
@@ -28,6 +29,7 @@ from openblip.backends import cpu
 from openblip.config import LAYOUTS, BlipConfig
 from openblip.convert import fetch, hf, native, salesforce
 from openblip.convert.keymap import CheckpointError, KeyMap, ModelKeys, match_shapes, to_ours
+from openblip.demo_models import shipped_path
 from openblip.files import make_shareable
 from openblip.model.blip import DEC_TOKEN_ID, ENC_TOKEN_ID, Blip
 from openblip.tokenizer import Tokenizer
@@ -141,11 +143,18 @@ def _resolve(source: str | Path) -> tuple[Path, str]:
     path = Path(source).expanduser()
     if path.exists():
         return path, text
+    shipped = shipped_path(text) if isinstance(source, str) else None
+    if shipped is not None:
+        if not native.is_native(shipped):
+            raise FileNotFoundError(f"{text}: the shipped demo model is missing from this installation ({shipped})")
+        return shipped, text
     if isinstance(source, str) and fetch.is_url(source):
         return fetch.download_url(source), text
     if isinstance(source, str) and fetch.is_hub_id(source):
         return fetch.download_hub(source), text
-    raise FileNotFoundError(f"{text}: no such file or directory (and not an http(s) URL or a hub id owner/name)")
+    raise FileNotFoundError(
+        f"{text}: no such file or directory (and not a shipped model name, an http(s) URL or a hub id owner/name)"
+    )
 
 
 def _tokenizer(explicit: str | Path | None, directory: Path | None, cfg: BlipConfig) -> Tokenizer:
@@ -189,6 +198,8 @@ def load_model(
     """
     setting = cpu.setting_of(cpu_kernels)
     path, text = _resolve(source)
+    if dtype is None and isinstance(source, str) and shipped_path(source) == path:
+        dtype = torch.float32  # the shipped models are stored in fp16 only to halve the package
     directory: Path | None
     if path.is_dir() and native.is_native(path):
         fmt, directory = SourceFormat.OPENBLIP, path
