@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.eval_cmd",
     "openblip.cli.serve_cmd",
     "openblip.cli.bootstrap_cmd",
+    "openblip.cli.demo_cmd",
 )
 
 
