@@ -5,13 +5,10 @@
 Runs in one process or under torchrun (DDP: gloo on CPU, NCCL on CUDA). Per optimizer step:
 lr from the schedule, `accumulation` micro-batches (gradient sync on the last only), optional
 gradient clipping, AdamW. Checkpoints every `ckpt_every` steps and at the end hold the whole run
-state (train/resume.py), so `resume=True` continues an interrupted run to the same result: bitwise
-on the CPU with one thread. With more threads two runs of one config can differ in the last bits:
-now and then (3 of ~25 repeats of one step from one state, CI config sizes, 2 threads, AVX-512)
-the weight-gradient products of the vision encoder's backward pass come out in another summation
-order with their inputs bitwise equal (forward activations and the gradient reaching each block
-were compared); MKL's reproducibility mode (MKL_CBWR=AUTO,STRICT, MKL_DYNAMIC=FALSE) did not
-remove it. The cause is not found yet. The
+state (train/resume.py), so `resume=True` continues an interrupted run to the same result. With
+`run.deterministic` (train/deterministic.py) that result is bitwise that of an uninterrupted run
+at any thread count; without it, bitwise on the CPU with one thread (OMP_NUM_THREADS=1), while
+with more a multi-threaded product can make two runs differ in the last bits. The
 trained model is exported to RUN_DIR/model in the openblip format.
 """
 
@@ -40,6 +37,7 @@ from openblip.train.batch import Batch
 from openblip.train.build import build_model, build_objective
 from openblip.train.config import DataSection, ObjectiveKind, Precision, TrainConfig
 from openblip.train.data import BatchBuilder, EpochBatches, TextRule, count_samples, epoch_loader
+from openblip.train.deterministic import deterministic_training
 from openblip.train.distributed import DistEnv, all_reduce_mean, barrier, init_distributed
 from openblip.train.objectives import Objective, StepInfo
 from openblip.train.optim import Schedule, build_optimizer
@@ -261,6 +259,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     there would mix its checkpoints with the old run's."""
     start_time = time.time()
     run = _start(cfg, resume)
+    with deterministic_training(cfg.run.deterministic, run.env.device):
+        return _run(cfg, run, start_time)
+
+
+def _run(cfg: TrainConfig, run: _Run, start_time: float) -> TrainResult:
+    """Train from `run`'s position to its last step; export the model (rank 0)."""
     main = run.env.is_main
     metrics = Metrics(run.run_dir / METRICS_FILE if main else None, cfg.run.metrics_stdout)
     progress = Progress(run.position.step, run.total, enabled=cfg.run.progress and main)
