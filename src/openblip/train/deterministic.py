@@ -1,18 +1,20 @@
 """`run.deterministic`: training that is bitwise reproducible run to run, and so across a resume.
 
 On the CPU with more than one intra-op thread, two runs of one config can differ in the last bits:
-now and then (a few of ~25 repeats of one step from one saved state, 2 threads, AVX-512) the
-weight-gradient products of the vision encoder's backward pass (MKL sgemm) come out in another
-summation order although their inputs are bitwise equal. MKL's reproducibility mode
-(MKL_CBWR=AUTO,STRICT or COMPATIBLE, MKL_DYNAMIC=FALSE) does not remove it, and the kernels'
-floating-point state (MXCSR: no flush-to-zero is set by torch or openblip's C kernels) was ruled
-out. One intra-op thread does remove it: every product then reduces in one fixed order.
-
-So the switch runs the training process on one intra-op thread on the CPU: bitwise equal runs at
-any OMP_NUM_THREADS, at the cost of the other cores (about half the speed with 2 threads). On
-CUDA it asks torch for deterministic algorithms (and cuBLAS for a fixed workspace), which costs
-some kernels' speed. Both are undone when training returns, so an in-process caller keeps its
-thread count.
+now and then the weight-gradient products of the vision encoder's backward pass come out in
+another summation order although their inputs are bitwise equal. They are MKL's multi-threaded
+sgemm: with MKL alone held to one thread (MKL_Set_Num_Threads_Local(1) on the training thread)
+and every other op on 2 threads, two 24-step runs of configs/pretrain_synth_ci.toml were bitwise
+equal, where without it 252 of 273 tensors differed (AVX-512 AMD EPYC, 2026-12-03). MKL's
+reproducibility mode (MKL_CBWR=AUTO,STRICT, MKL_DYNAMIC=FALSE) does not remove it, and the
+floating-point state of the main thread was ruled out (MXCSR holds no flush-to-zero, with or
+without openblip's C kernels loaded). torch has no portable switch for MKL's threads alone (MKL
+is absent from ARM and macOS builds), so the switch takes the portable way: on the CPU training
+runs on one intra-op thread, which gives bitwise equal runs at any OMP_NUM_THREADS at the cost of
+the other cores (at most their share of the speed; on the loaded 2-core machine above, images/s
+did not drop measurably). On CUDA it asks torch for deterministic algorithms (and cuBLAS for a
+fixed workspace), which costs some kernels' speed. Both are undone when training returns, so an
+in-process caller keeps its thread count.
 """
 
 from __future__ import annotations
