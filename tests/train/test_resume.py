@@ -18,15 +18,16 @@ import torch
 
 from openblip.train import checkpoint as ckpt
 
-# tests/conftest.py's tiny config, plus what a resume must carry over: dropout and augmentation
-# draw from the RNGs, the cosine schedule and the queue run on across the checkpoint.
+# tests/conftest.py's tiny config with a larger vision side and batch, plus what a resume must
+# carry over: dropout and augmentation draw from the RNGs, the cosine schedule and the queue run
+# on across the checkpoint.
 RESUME = [
     "model.dropout=0.1",
     "data.augment=true",
     "data.min_scale=0.5",
     "data.random_reference=true",
     "optim.lr=1e-3",
-    "schedule.epochs=3",
+    "schedule.epochs=12",
     "schedule.warmup_steps=2",
     "schedule.decay=cosine",
     "schedule.per_epoch=false",
@@ -35,6 +36,14 @@ RESUME = [
     "run.keep_last=10",
     "run.progress=true",  # the progress lines are checked
     "run.deterministic=true",  # the guarantee holds with the switch on, at any thread count
+    # Products big enough for MKL to split them among threads: without the switch, two 2-thread
+    # runs of this config differ (checked when this test was written), so the test can fail.
+    "model.image_size=96",
+    "model.vision.width=128",
+    "model.vision.heads=4",
+    "model.vision.mlp_dim=256",
+    "data.batch_size=16",  # one step an epoch, 12 in all
+    "objective.queue_size=32",
 ]
 
 
@@ -84,7 +93,7 @@ def test_two_runs_and_a_killed_and_resumed_run_end_bitwise_equal(
     tiny_train_config: Path, tiny_scenes: Path, tmp_path: Path
 ) -> None:
     config = tiny_train_config
-    train = tiny_scenes / "train"  # 16 images / batch 4: 4 steps an epoch, 12 in all
+    train = tiny_scenes / "train"  # 16 images / batch 16: 1 step an epoch, 12 in all
 
     straight = tmp_path / "straight"
     done = _train(_cmd(config, train, straight, False))
