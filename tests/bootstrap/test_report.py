@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from PIL import Image
 
 from openblip.bootstrap.report import GRID_SIZE, histogram_svg, merge_examples, render
 from openblip.bootstrap.stats import noise_scores
+from openblip.tasks import heatmap
 
 from .conftest import jpeg_bytes
 
@@ -67,8 +70,8 @@ def test_histogram_marks_the_threshold() -> None:
     assert svg.count("<rect") == 4 and "threshold 0.5" in svg and "(n=4)" in svg
 
 
-def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    stats = {
+def _stats() -> dict[str, Any]:
+    return {
         "samples": 1234,
         "samples_used": 1200,
         "errors": {"total": 34, "by_reason": {"corrupt image": 30, "missing text": 4}},
@@ -85,6 +88,10 @@ def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: 
         "noise": noise_scores({"clean": {"count": 900, "dropped": 100}, "generic": {"count": 300, "dropped": 270}}),
         "histograms": {"bins": 4, "range": [0, 1], "web": [100, 300, 500, 300], "synthetic": [50, 250, 400, 500]},
     }
+
+
+def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stats = _stats()
     examples = {"lowest_web": [_example(f"k{i}", i / 10) for i in range(5)], "replaced": [_example("k7", 0.2)]}
     page = render(stats, examples, heatmap=lambda ex: f"explain/{ex['key']}.html")
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
@@ -100,3 +107,29 @@ def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: 
     assert pixels.std() > 10  # not a blank page
     # the thumbnails were decoded and painted: the random-noise JPEGs give many distinct colours
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1000
+
+
+def test_a_dropped_example_opens_its_heat_map(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    photo = Image.open(io.BytesIO(jpeg_bytes(3, size=48))).convert("RGB")
+    heat = np.zeros((4, 4), dtype=np.float32)
+    heat[1, 2] = 1.0
+    png = base64.b64encode(heatmap.png(heatmap.overlay(photo, heat, longest=192))).decode()
+    dropped = _example("k4", 0.1)  # web text dropped
+    dropped["heatmaps"] = {"web": {"text": dropped["web_text"], "png": png}}
+    page = render(_stats(), {"lowest_web": [dropped, _example("k5", 0.9)]})
+    assert page.count('<details class="hm"') == 1 and page.count(f"base64,{png}") == 1
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # still self-contained
+    # The page has no script; the test adds one to a copy that opens the heat map and reports it.
+    probe = tmp_path / "probe.html"
+    script = (
+        "<script>addEventListener('load',()=>{const d=document.querySelector('details.hm');d.open=true;"
+        "const i=d.querySelector('img');document.body.dataset.shown=i.complete&&i.naturalWidth>0?i.naturalWidth:0;"
+        "document.body.dataset.drawn=i.getBoundingClientRect().width;"
+        "document.body.dataset.inside=d.closest('.ex').querySelector('.dropped')?1:0;});</script>"
+    )
+    probe.write_text(page.replace("</body>", script + "</body>"))
+    dom = browser.render(probe, tmp_path / "shot.png", width=1200, height=1400).dom
+    got = re.search(r'data-shown="(\d+)" data-drawn="([\d.]+)" data-inside="(\d)"', dom)
+    assert got, dom[:500]
+    assert got.group(1) == "192" and float(got.group(2)) == 192.0 and got.group(3) == "1"
+    assert "heat map: web text" in dom

@@ -27,6 +27,7 @@ import torch
 from openblip.bootstrap.atomic import remove_stale_temps, write_json
 from openblip.bootstrap.config import BootstrapConfig
 from openblip.bootstrap.faults import kill_point
+from openblip.bootstrap.heatmaps import Explain, explainer
 from openblip.bootstrap.inputs import InputShard, RawSample, read_shard
 from openblip.bootstrap.shard import ShardRun, read_done
 from openblip.bootstrap.stages import Decoded, Scorer, decode_batch, init_decode_worker, web_text_problem
@@ -112,9 +113,9 @@ def prepared(raw: RawSample) -> RawSample:
 
 
 def shard_batches(
-    out: Path, shard: InputShard, budget: int | None, batch_size: int, threshold: float
+    out: Path, shard: InputShard, budget: int | None, batch_size: int, threshold: float, explain: Explain | None
 ) -> Iterator[Batch | ShardEnd]:
-    run = ShardRun(out, shard, threshold)
+    run = ShardRun(out, shard, threshold, explain)
     batch = Batch(run, [])
     complete, read = True, 0
     for raw in read_shard(shard, run.shard_errors):
@@ -143,6 +144,7 @@ def pixels_of(decoded: Sequence[Decoded], sizes: int) -> list[torch.Tensor]:
 class LocalEngine:
     def __init__(self, cfg: BootstrapConfig, scorer: Scorer, progress: Progress) -> None:
         self.cfg, self.scorer, self.progress = cfg, scorer, progress
+        self.explain = explainer(scorer.filter, cfg.max_pixels)  # the report's heat maps, at each commit
         self.unfinished: dict[str, list[str]] = {}  # unreadable shards (no outputs; a rerun retries them)
         self._last_commit = time.perf_counter()
 
@@ -165,7 +167,8 @@ class LocalEngine:
                 if rows is not None:
                     remaining = None if remaining is None else remaining - rows
                     continue
-                for item in shard_batches(out, shard, remaining, self.cfg.batch_size, self.cfg.threshold):
+                batches = shard_batches(out, shard, remaining, self.cfg.batch_size, self.cfg.threshold, self.explain)
+                for item in batches:
                     if isinstance(item, ShardEnd) and remaining is not None:
                         remaining -= item.read
                     window.append((item, self._submit(executor, item)))

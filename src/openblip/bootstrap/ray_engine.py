@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from openblip.bootstrap.config import BootstrapConfig
+from openblip.bootstrap.heatmaps import Explain, explainer
 from openblip.bootstrap.inputs import InputShard, RawSample
 from openblip.bootstrap.pipeline import Progress, load_scorer, prepared
 from openblip.bootstrap.shard import ShardRun
@@ -145,6 +146,9 @@ def run_ray(
     # the driver loads the models once to refuse unusable ones before any work, and for the input sizes
     checked = load_scorer(cfg)
     sizes, shared = checked.sizes, checked.shared
+    # the driver keeps the filter only to draw the report's heat maps when it publishes a shard
+    # (which examples a shard keeps is known only once all its rows are back, not in an actor)
+    explain = explainer(checked.filter, cfg.max_pixels)
     del checked
     ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI has its own
     if not ray.is_initialized():
@@ -174,7 +178,7 @@ def run_ray(
             zero_copy_batch=False,
             **pool,
         )
-    return _collect(cfg, out, shards, iter(ds.iter_rows()), progress)
+    return _collect(cfg, out, shards, iter(ds.iter_rows()), progress, explain)
 
 
 def _collect(
@@ -183,6 +187,7 @@ def _collect(
     shards: Sequence[InputShard],
     rows: Iterator[dict[str, Any]],
     progress: Progress,
+    explain: Explain | None = None,
 ) -> dict[str, list[str]]:
     pending: dict[int, _Pending] = {}
     unfinished: dict[str, list[str]] = {}
@@ -202,7 +207,7 @@ def _collect(
         if p.expected is not None and len(p.rows) == p.expected:
             del pending[i]
             now = time.perf_counter()
-            if _publish(cfg, out, shards[i], p, now - last, progress, unfinished):
+            if _publish(cfg, out, shards[i], p, now - last, progress, unfinished, explain):
                 last = now
     return unfinished
 
@@ -215,12 +220,13 @@ def _publish(
     wall: float,
     progress: Progress,
     unfinished: dict[str, list[str]],
+    explain: Explain | None,
 ) -> bool:
     if not p.rows and p.problems:
         unfinished[shard.name] = p.problems
         log.warning("shard %s: %s", shard.path, "; ".join(p.problems))
         return False
-    run = ShardRun(out, shard, cfg.threshold)
+    run = ShardRun(out, shard, cfg.threshold, explain)
     run.shard_errors.extend(p.problems)
     try:
         web_kept = texts_kept = texts = 0

@@ -5,7 +5,9 @@ It shows counts in / kept / dropped / errored, the ITM histograms of web and syn
 with the threshold marked, the filter's precision / recall on noise-labelled inputs, and three
 example grids: the lowest-scoring web texts, web texts replaced by synthetic ones, synthetic
 texts dropped. Each grid holds at most GRID_SIZE examples, merged from the shards' candidates
-(shard.py), so the page stays small for any run size.
+(shard.py), so the page stays small for any run size. An example whose shard drew heat maps
+(bootstrap/heatmaps.py: the filter's Grad-CAM of its web text, or of its first dropped synthetic
+text) opens them in a <details> block: small inline PNGs, shown only when asked for.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 .ex img{display:block;width:96px;height:auto;margin-bottom:4px}
 .kept{color:#137333}.dropped{color:#b3261e}.key{color:#777}
 .plots{display:flex;gap:24px;flex-wrap:wrap}
+details.hm summary{cursor:pointer;color:#1a57b5}details.hm img{width:192px;height:auto}
 """
 
 
@@ -148,8 +151,22 @@ def _example(ex: Mapping[str, Any], heatmap: HeatmapLink | None) -> str:
     return (
         f'<div class="ex"><img alt="{_esc(ex["key"])}" src="data:image/jpeg;base64,{ex["thumb"]}">'
         f'<div class="key">{_esc(ex["shard"])} / {_esc(ex["key"])}{noise}{more}</div>'
-        f"<div>web {mark(ex['web_kept'])} {_score(ex['web_itm'])}: {_esc(ex['web_text'])}</div>{syn}</div>"
+        f"<div>web {mark(ex['web_kept'])} {_score(ex['web_itm'])}: {_esc(ex['web_text'])}</div>{syn}"
+        f"{_heatmaps(ex)}</div>"
     )
+
+
+def _heatmaps(ex: Mapping[str, Any]) -> str:
+    """The example's Grad-CAM pictures (web / synthetic text), folded until opened."""
+    out = ""
+    for which, hm in sorted(ex.get("heatmaps", {}).items(), reverse=True):  # web first
+        if hm.get("png"):
+            out += (
+                f'<details class="hm" data-heatmap="{_esc(which)}"><summary>heat map: {_esc(which)} text</summary>'
+                f'<img alt="Grad-CAM of {_esc(hm["text"])}" src="data:image/png;base64,{hm["png"]}">'
+                f"<div>{_esc(hm['text'])}</div></details>"
+            )
+    return out
 
 
 def render(

@@ -3,7 +3,8 @@
 Per shard NAME: `scores/NAME.parquet` (one row per input sample), `shards/NAME.tar` (the kept
 pairs, webdataset layout, image bytes unchanged) and last `done/NAME.json`, whose presence means
 the shard is finished: it holds the shard's counts, score histograms, stage timings and a few
-candidate examples for the report, so stats.json and report.html are built from the done
+candidate examples for the report (with their Grad-CAM heat maps when the filter can draw them,
+bootstrap/heatmaps.py), so stats.json and report.html are built from the done
 records alone (a resumed run gives the same stats, whatever was killed when).
 """
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from openblip.bootstrap.atomic import publish, temp_path, write_json
 from openblip.bootstrap.faults import kill_point
+from openblip.bootstrap.heatmaps import Explain
 from openblip.bootstrap.inputs import InputShard, RawSample, error_reason
 from openblip.bootstrap.stages import Decoded, Scored
 from openblip.model.sampling import name_key
@@ -94,13 +96,33 @@ class _Examples:
     def lists(self) -> dict[str, list[dict[str, Any]]]:
         return {g: [e for _, _, e in sorted(h, key=lambda x: (-x[0], x[1]))] for g, h in self.heaps.items()}
 
+    def draw_heatmaps(self, explain: Explain) -> None:
+        """Give each kept candidate its heat maps: the web text's (lowest-scoring and replaced web
+        texts) and the first dropped synthetic text's (synthetic texts dropped), by `explain` on
+        the candidate's full image; then drop the image (the record keeps only the pictures)."""
+        for grid, heap in self.heaps.items():
+            for _, _, ex in heap:
+                maps = ex.setdefault("heatmaps", {})
+                if grid in ("lowest_web", "replaced") and "web" not in maps:
+                    maps["web"] = {"text": ex["web_text"], "png": explain(ex["_image"], ex["web_text"], ex["key"])}
+                scored = zip(ex["synthetic_itm"], ex["synthetic_kept"])
+                dropped = [i for i, (p, kept) in enumerate(scored) if p is not None and not kept]
+                if grid == "synthetic_dropped" and dropped and "synthetic" not in maps:
+                    text = ex["synthetic_texts"][dropped[0]]
+                    maps["synthetic"] = {"text": text, "png": explain(ex["_image"], text, ex["key"])}
+
+    def strip_images(self) -> None:
+        for heap in self.heaps.values():
+            for _, _, ex in heap:
+                ex.pop("_image", None)
+
 
 class ShardRun:
     """Collects one shard's rows and kept pairs (`add`, in sample order) and publishes its outputs
     (`commit`). The kept pairs stream into a temporary tar; rows stay in memory (one shard's)."""
 
-    def __init__(self, out: Path, shard: InputShard, threshold: float) -> None:
-        self.out, self.shard, self.threshold = out, shard, threshold
+    def __init__(self, out: Path, shard: InputShard, threshold: float, explain: Explain | None = None) -> None:
+        self.out, self.shard, self.threshold, self.explain = out, shard, threshold, explain
         self.paths = output_paths(out, shard.name)
         for p in self.paths.values():
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +223,8 @@ class ShardRun:
             "synthetic_kept": row["synthetic_kept"],
             "noise": raw.meta.get("noise"),
         }
+        if self.explain is not None:  # the full image, for the heat maps drawn at commit; never in the record
+            example["_image"] = raw.image
         rank = name_key(raw.key) / 2.0**64
         self.examples.offer("lowest_web", row["web_itm"], raw.key, example)
         if not row["web_kept"] and any(row["synthetic_kept"]):
@@ -212,6 +236,11 @@ class ShardRun:
     def commit(self, complete: bool) -> dict[str, Any]:
         """Publish scores, kept shard, then the done record (each atomically); returns the record."""
         kill_point("before-commit")
+        if self.explain is not None:
+            start = time.perf_counter()
+            self.examples.draw_heatmaps(self.explain)
+            self.examples.strip_images()
+            self.seconds["heatmaps"] += time.perf_counter() - start
         start = time.perf_counter()
         self._tar.close()
         scores_tmp = temp_path(self.paths["scores"])

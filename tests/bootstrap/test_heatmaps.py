@@ -1,0 +1,76 @@
+"""The report's Grad-CAM heat maps (bootstrap/heatmaps.py), drawn per shard at commit and stored
+with the examples in the done records."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from openblip.api import load
+from openblip.bootstrap import BootstrapConfig, bootstrap
+from openblip.bootstrap.heatmaps import HEATMAP_SIZE, explainer
+from openblip.data.webdataset import iter_shards
+from openblip.image import load_image
+from openblip.tasks.heatmap import heatmap_png
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, models: dict[str, str], web_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("heatmaps") / "out"
+    cfg = BootstrapConfig(
+        out=str(out), filter=models["full"], captioner=models["full"], device="cpu", workers=0, batch_size=4
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the tests (conftest), so that the maps below are drawn alike
+    try:
+        assert bootstrap(cfg, [str(web_dir)]).exit_code == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def examples(out: Path) -> list[dict[str, Any]]:
+    records = [json.loads(p.read_text()) for p in sorted((out / "done").glob("*.json"))]
+    return [ex for r in records for grid in r["examples"].values() for ex in grid]
+
+
+def test_stored_heatmaps_are_the_filters_maps_of_the_pair(run: Path, models: dict[str, str], web_dir: Path) -> None:
+    filt = load(models["full"], device="cpu")
+    images = {s.key: s.image_bytes for s in iter_shards(web_dir)}
+    seen = set()
+    for ex in examples(run):
+        assert "_image" not in ex  # the full image never reaches the record
+        for which, hm in ex["heatmaps"].items():
+            if which == "web":
+                assert hm["text"] == ex["web_text"]
+            else:  # the first synthetic text the filter dropped
+                first = next(i for i, k in enumerate(ex["synthetic_kept"]) if not k)
+                assert hm["text"] == ex["synthetic_texts"][first]
+            if (ex["key"], which) in seen:
+                continue
+            seen.add((ex["key"], which))
+            photo = load_image(images[ex["key"]])
+            want = heatmap_png(filt.model, filt.tokenizer, photo, hm["text"], longest=HEATMAP_SIZE)
+            assert base64.b64decode(hm["png"]) == want, (ex["key"], which)
+            assert max(Image.open(io.BytesIO(want)).size) == HEATMAP_SIZE
+    assert {w for _, w in seen} == {"web", "synthetic"}  # both kinds were drawn and checked
+
+
+def test_report_opens_the_heatmaps(run: Path) -> None:
+    page = (run / "report.html").read_text()
+    stored = {hm["png"] for ex in examples(run) for hm in ex["heatmaps"].values()}
+    shown = page.count('<details class="hm"')
+    assert shown > 0 and all(f'base64,{png}"' in page for png in stored)  # 12 samples: every example is shown
+    assert page.count("data:image/png;base64,") == shown
+
+
+def test_no_heatmaps_without_itm_heads(models: dict[str, str]) -> None:
+    assert explainer(load(models["caption"], device="cpu"), 10**6) is None  # captioning only: no ITM head
+    assert explainer(load(models["retrieval"], device="cpu"), 10**6) is not None
