@@ -31,6 +31,18 @@ def _stats(out: Path) -> dict[str, Any]:
     return stats
 
 
+def _heatmaps(out: Path) -> dict[tuple[str, str, str], str]:
+    """(shard, key, which text) -> the heat map PNG (base64) of each example in the done records."""
+    records = [json.loads(p.read_text()) for p in sorted((out / "done").glob("*.json"))]
+    return {
+        (r["shard"], ex["key"], which): hm["png"]
+        for r in records
+        for grid in r["examples"].values()
+        for ex in grid
+        for which, hm in ex["heatmaps"].items()
+    }
+
+
 @pytest.mark.parametrize("captioner", ["full", pytest.param("caption", marks=pytest.mark.slow)])
 def test_ray_writes_what_local_writes(
     local_ray: RayOptions, models: dict[str, str], web_dir: Path, tmp_path: Path, captioner: str
@@ -52,6 +64,8 @@ def test_ray_writes_what_local_writes(
             "00002.tar",
         ]
     )
+    # the report's heat maps are drawn on Ray too (by the driver's filter), the same pictures
+    assert _heatmaps(tmp_path / "ray") == _heatmaps(tmp_path / "local") != {}
     # a rerun on Ray finds every shard done and changes nothing
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray").rglob("*.parquet")}
     bootstrap(BootstrapConfig(out=str(tmp_path / "ray"), **base), [str(web_dir)], ray=local_ray)
