@@ -32,14 +32,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         httpd.server_close()
 
 
-def test_cache_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.delenv("OPENBLIP_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert fetch.cache_dir() == tmp_path / "xdg" / "openblip"
-    monkeypatch.setenv("OPENBLIP_CACHE", str(tmp_path / "mine"))
-    assert fetch.cache_dir() == tmp_path / "mine"
-
-
 def test_url_is_downloaded_once_into_the_cache(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base, root = server
     monkeypatch.setenv("OPENBLIP_CACHE", str(tmp_path / "cache"))

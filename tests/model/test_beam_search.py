@@ -187,7 +187,7 @@ def test_token_logprobs_sum_to_the_hypothesis() -> None:
 # ---- against transformers 4.15.0 itself -------------------------------------------------------
 def _tf415_dir() -> Path:
     """transformers 4.15.0 (pure Python) installed once into the test cache, without deps."""
-    from openblip.convert.fetch import cache_dir
+    from openblip.cache_dir import cache_dir
 
     target = cache_dir() / "test-deps" / "transformers-4.15.0"
     if (target / "transformers" / "generation_beam_search.py").exists():

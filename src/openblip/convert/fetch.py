@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
+from openblip.cache_dir import cache_dir
 from openblip.files import make_shareable
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,6 @@ RELEASES: tuple[Release, ...] = (
 
 class SourceUnavailable(OSError):
     """A remote checkpoint that could not be fetched (offline, unknown, refused)."""
-
-
-def cache_dir() -> Path:
-    """$OPENBLIP_CACHE, else $XDG_CACHE_HOME/openblip, else ~/.cache/openblip."""
-    if os.environ.get("OPENBLIP_CACHE"):
-        return Path(os.environ["OPENBLIP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "openblip"
 
 
 def is_url(source: str) -> bool:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from openblip.cache_dir import cache_dir as openblip_cache
+
 log = logging.getLogger(__name__)
 
 CSRC = Path(__file__).with_name("csrc")
@@ -39,8 +41,6 @@ class KernelsUnavailable(RuntimeError):
 
 
 def cache_dir() -> Path:
-    from openblip.convert.fetch import cache_dir as openblip_cache  # stdlib-only module
-
     return openblip_cache() / "kernels"
 
 
