@@ -57,15 +57,16 @@ class Blip(nn.Module):
             self.text_proj = nn.Linear(cfg.text.width, cfg.embed_dim)
             self.itm_head = nn.Linear(cfg.text.width, 2)
             self.temp = nn.Parameter(torch.tensor(0.07))
-        self._init_text_weights()
+        self.init_text_weights()
 
-    def _init_text_weights(self) -> None:
-        """BERT init (normal std 0.02, LayerNorm 1/0); the ViT initialises itself."""
+    def init_text_weights(self, std: float = 0.02) -> None:
+        """BERT init (normal `std`, BERT's initializer_range 0.02 by default; LayerNorm 1/0); the
+        ViT initialises itself."""
         for name, m in self.named_modules():
             if name.startswith("visual_encoder"):
                 continue
             if isinstance(m, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(m.weight, std=0.02)
+                nn.init.normal_(m.weight, std=std)
                 if isinstance(m, nn.Linear) and m.bias is not None:
                     nn.init.zeros_(m.bias)
                 if isinstance(m, nn.Embedding) and m.padding_idx is not None:

@@ -82,6 +82,10 @@ def build_model(cfg: TrainConfig) -> Blip:
     """A fresh model (seeded by the caller), then MiniLM text weights or a starting checkpoint."""
     sec = cfg.model
     model = Blip(model_config(sec))
+    if sec.init_std <= 0:
+        raise ValueError(f"model.init_std must be > 0, got {sec.init_std}")
+    if sec.init_std != 0.02:
+        model.init_text_weights(sec.init_std)
     if sec.text_init is TextInit.MINILM:
         init_text_from_minilm(model, seed=cfg.run.seed)
     if sec.init_from:

@@ -73,6 +73,10 @@ class ModelSection:
     dropout: float = 0.0  # text hidden/attention dropout (the original: 0.1)
     drop_path: float = 0.0  # ViT stochastic depth (the original: 0.1 for VQA/NLVR and ViT-L)
     text_init: TextInit = TextInit.RANDOM
+    # normal std of a random text side (BERT's initializer_range). A small random text encoder at
+    # 0.02 attends uniformly, so every caption's [CLS] is nearly its own embedding and ITM cannot
+    # start; the demo models use 0.1 (configs/demo_pretrain.toml)
+    init_std: float = 0.02
     init_from: str = ""  # a model to start from (fine-tuning): anything convert.load_model accepts
     grad_checkpointing: bool = False
 
