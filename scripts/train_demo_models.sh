@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Train the demo models shipped in the package (src/openblip/demo_models/), offline:
-#   1. the synthetic scenes, seed 100 (4,500 train images; the quality test uses other seeds)
+#   1. the synthetic scenes, seed 100 (18,000 train images; the quality test uses other seeds)
 #   2. configs/demo_pretrain.toml: one pre-training-layout model (ITC + ITM + LM) on the clean
 #      train split -> synthetic-caption and synthetic-filter
-#   3. configs/demo_vqa.toml: the VQA model on the scenes' questions -> synthetic-vqa (run beside
-#      step 2, both niced)
+#   3. configs/demo_vqa.toml: the VQA model, fine-tuned from step 2's model on the scenes'
+#      questions -> synthetic-vqa
 #   4. both copied into the package in fp16, then their quality measured on a fresh seed
-# The shipped models took 35 minutes on 2 CPU cores shared with seven other jobs, and are
-# undertrained (README); more steps: `--set schedule.max_steps=N` (passed to both runs).
-# Re-running resumes or reuses what is finished.
+# About 45 minutes on 2 CPU cores (README "Shipped demo models"). Extra arguments are passed to both
+# training runs (e.g. --set schedule.max_steps=N). Re-running resumes or reuses what is finished.
 #   OUT=runs/demo bash scripts/train_demo_models.sh [--set key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +18,7 @@ PY=".venv/bin/python"
 PACKAGE=src/openblip/demo_models
 
 if [ ! -f "$OUT/data/manifest.json" ]; then
-  "$BLIP" data synth --out "$OUT/data" --num-images 10000 --seed 100
+  "$BLIP" data synth --out "$OUT/data" --num-images 40000 --seed 100
 fi
 
 train() {  # CONFIG RUN_DIR [--set ...]: skipped when finished, resumed when interrupted
@@ -28,12 +27,10 @@ train() {  # CONFIG RUN_DIR [--set ...]: skipped when finished, resumed when int
   [ -f "$dir/model/openblip.json" ] && return 0
   local resume=()
   [ -d "$dir/checkpoints" ] && resume=(--resume)
-  nice -n 5 "$BLIP" train "$config" --set "data.train=$OUT/data/train" --set "run.out_dir=$dir" "${resume[@]}" "$@"
+  "$BLIP" train "$config" --set "data.train=$OUT/data/train" --set "run.out_dir=$dir" "${resume[@]}" "$@"
 }
-train configs/demo_pretrain.toml "$OUT/pretrain" "$@" &
-pretrain=$!
-train configs/demo_vqa.toml "$OUT/vqa" "$@"
-wait "$pretrain"
+train configs/demo_pretrain.toml "$OUT/pretrain" "$@"
+train configs/demo_vqa.toml "$OUT/vqa" --set "model.init_from=$OUT/pretrain/model" "$@"
 
 "$PY" -c "import sys; from openblip.demo_models.pack import pack; pack(sys.argv[1], sys.argv[2])" \
   "$OUT/pretrain/model" "$PACKAGE/synthetic-pretrain"

@@ -10,13 +10,23 @@ import pytest
 
 from openblip.demo_models.quality import FilterScore, filter_metrics, fresh_split, measure_quality
 
-# The README's figures (seed 9000, 100 test images, 500 web texts) are chance level: the shipped
-# models are undertrained (70 steps each; README "Shipped demo models"). The filter's ITM gives
-# every text the same probability (~0.35), so it flags every web text: recall 1.0, precision =
-# the noise rate 0.4; the VQA model answers yes/no (50% on `exists`, 14% overall). THRESHOLDS sit
-# a little below those figures; AIMS are the issue's targets, which these models do not reach
-# (test_the_issue_aims is a strict xfail: a better model makes it pass and the marker must go).
-THRESHOLDS = {"filter_precision": 0.3, "filter_recall": 0.9, "vqa": 8.0, "vqa_exists": 35.0}
+# On this split (seed 9001, 40 test images, 200 web texts) the shipped models gave, 2026-12-03:
+# retrieval R@1 90% / 90% (listing captions), caption attribute F1 0.34 and CIDEr-D 2.11, filter
+# precision 0.59 and recall 0.88 (chance precision: the noise rate 0.4), VQA 58% (exists 91%,
+# colour 75%, size 79%, count 53%, shape 26%). THRESHOLDS sit a little below those; AIMS are the
+# issue's targets: retrieval reaches its aim, caption F1 and filter precision do not
+# (test_the_issue_aims_not_reached is a strict xfail: a better model makes it pass and the marker
+# must go; README "Shipped demo models" says why they fall short).
+THRESHOLDS = {
+    "r1": 75.0,
+    "caption_f1": 0.25,
+    "cider": 1.5,
+    "filter_precision": 0.5,
+    "filter_recall": 0.75,
+    "vqa": 45.0,
+    "vqa_exists": 75.0,
+    "vqa_colour": 60.0,
+}
 AIMS = {"caption_f1": 0.8, "r1": 50.0, "filter_precision": 0.9, "filter_recall": 0.9}
 
 
@@ -39,6 +49,17 @@ def test_figures_are_complete(figures: dict) -> None:
     assert len(figures["examples"]) == 5 and all(e["caption"] for e in figures["examples"])
 
 
+def test_retrieval_meets_the_aim(figures: dict) -> None:
+    r = figures["retrieval_listing"]
+    assert min(r["txt_r1"], r["img_r1"]) >= THRESHOLDS["r1"] >= AIMS["r1"]
+
+
+def test_captions_name_the_scene(figures: dict) -> None:
+    c = figures["caption"]
+    assert c["attribute_f1"] >= THRESHOLDS["caption_f1"] > 3 * c["shuffled_f1"]  # well above a blind captioner
+    assert c["CIDEr"] >= THRESHOLDS["cider"]
+
+
 def test_filter_finds_the_noisy_web_texts(figures: dict) -> None:
     f = figures["filter"]
     assert f["texts"] == 200 and f["noisy"] == 80
@@ -52,14 +73,13 @@ def test_vqa_answers(figures: dict) -> None:
     assert v["questions"] > 200
     assert v["accuracy"] >= THRESHOLDS["vqa"]
     assert v["per_type"]["exists"] >= THRESHOLDS["vqa_exists"]
+    assert v["per_type"]["colour"] >= THRESHOLDS["vqa_colour"]
     assert set(v["per_type"]) >= {"colour", "count", "exists", "shape"}
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped models are undertrained (README: Shipped demo models)")
-def test_the_issue_aims(figures: dict) -> None:
-    r = figures["retrieval_listing"]
+@pytest.mark.xfail(strict=True, reason="caption F1 and filter precision fall short (README: Shipped demo models)")
+def test_the_issue_aims_not_reached(figures: dict) -> None:
     assert figures["caption"]["attribute_f1"] >= AIMS["caption_f1"]
-    assert min(r["txt_r1"], r["img_r1"]) >= AIMS["r1"]
     assert figures["filter"]["precision"] >= AIMS["filter_precision"]
     assert figures["filter"]["recall"] >= AIMS["filter_recall"]
 
