@@ -104,12 +104,12 @@ class _Examples:
             for _, _, ex in heap:
                 maps = ex.setdefault("heatmaps", {})
                 if grid in ("lowest_web", "replaced") and "web" not in maps:
-                    maps["web"] = {"text": ex["web_text"], "png": explain(ex["_image"], ex["web_text"], ex["key"])}
+                    maps["web"] = {"text": ex["web_text"], "jpeg": explain(ex["_image"], ex["web_text"], ex["key"])}
                 scored = zip(ex["synthetic_itm"], ex["synthetic_kept"])
                 dropped = [i for i, (p, kept) in enumerate(scored) if p is not None and not kept]
                 if grid == "synthetic_dropped" and dropped and "synthetic" not in maps:
                     text = ex["synthetic_texts"][dropped[0]]
-                    maps["synthetic"] = {"text": text, "png": explain(ex["_image"], text, ex["key"])}
+                    maps["synthetic"] = {"text": text, "jpeg": explain(ex["_image"], text, ex["key"])}
 
     def strip_images(self) -> None:
         for heap in self.heaps.values():
