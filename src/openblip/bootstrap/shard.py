@@ -161,7 +161,7 @@ class ShardRun:
         }
         self.rows.append(row)
         if error is not None or decoded is None or scored is None or scored.web is None:
-            self.errors[error_reason(error or "")] += 1
+            self.errors[error_reason(error or "", raw.key)] += 1
             return
         web, syn = scored.web, scored.synthetic_scores
         row.update(
