@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -89,3 +91,31 @@ def test_report_opens_the_heatmaps(run: Path) -> None:
 def test_no_heatmaps_without_itm_heads(models: dict[str, str]) -> None:
     assert explainer(load(models["caption"], device="cpu"), 10**6) is None  # captioning only: no ITM head
     assert explainer(load(models["retrieval"], device="cpu"), 10**6) is not None
+
+
+def test_the_runs_report_renders_in_a_browser(run: Path, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The report a run wrote, in headless Chromium: its counts, and every thumbnail and heat map
+    decoded at its size (the page has no script; the test adds one to a copy, which opens the
+    heat maps and reports what the images are)."""
+    stats = json.loads((run / "stats.json").read_text())
+    script = (
+        "<script>for(const d of document.querySelectorAll('details.hm'))d.open=true;"
+        "addEventListener('load',()=>{const im=[...document.images];"
+        "document.body.dataset.sizes=im.map(i=>(i.complete?i.naturalWidth:0)+'/'+i.closest('details')?.dataset.heatmap)"
+        ".join(' ');});</script>"
+    )
+    probe = tmp_path / "probe.html"
+    probe.write_text((run / "report.html").read_text().replace("</body>", script + "</body>"))
+    shot = browser.render(probe, tmp_path / "shot.png", width=1200, height=1400)
+    assert f'data-count="samples in">{stats["samples"]}<' in shot.dom
+    assert f'data-count="web texts kept">{stats["web"]["kept"]}<' in shot.dom
+    got = re.search(r'data-sizes="([^"]*)"', shot.dom)
+    assert got, shot.dom[:500]
+    sizes = [item.split("/") for item in got.group(1).split()]
+    thumbs = [int(w) for w, which in sizes if which == "undefined"]
+    maps = [int(w) for w, which in sizes if which != "undefined"]
+    assert thumbs and all(w == 64 for w in thumbs)  # the 64 px scenes, never scaled up
+    assert maps and all(w == HEATMAP_SIZE for w in maps)
+    assert len(maps) == (run / "report.html").read_text().count('<details class="hm"')
+    pixels = np.asarray(Image.open(shot.screenshot).convert("RGB")).astype(int)
+    assert pixels.std() > 10  # not a blank page
