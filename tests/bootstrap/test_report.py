@@ -246,7 +246,10 @@ def test_each_grid_shows_its_own_heat_map_and_the_caps_cut() -> None:
     too_big = _example("k2", 0.2)
     too_big["thumb"] = "A" * (b64_len(THUMB_MAX_BYTES) + 4)  # e.g. a record written by something else
     too_big["heatmaps"] = {"web": {"text": "web", "jpeg": "A" * (b64_len(HEATMAP_MAX_BYTES) + 4)}}
-    page = render(_stats(), {"lowest_web": [ex, too_big], "synthetic_dropped": [ex]})
+    not_b64 = _example("k3", 0.3)
+    not_b64["thumb"] = '"><script>x</script>'
+    page = render(_stats(), {"lowest_web": [ex, too_big, not_b64], "synthetic_dropped": [ex]})
+    assert "<script>" not in page and 'alt="k3"' not in page
     lowest, dropped = page.split('id="grid-lowest_web"')[1].split('id="grid-synthetic_dropped"')
     assert f"base64,{heat}" in lowest and f"base64,{other}" not in lowest  # the web text's map
     assert f"base64,{other}" in dropped and f"base64,{heat}" not in dropped  # the dropped synthetic text's

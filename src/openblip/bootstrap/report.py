@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,8 @@ ERROR_CHARS = 300  # a failed shard's error as shown
 SYNTHETIC_SHOWN = 4  # synthetic texts listed per example (--num-captions may ask for many more)
 TABLE_ROWS = 20  # rows per table of the page
 
-_ESCAPED = 6
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_ESCAPED = 6  # bytes per character at most once escaped and UTF-8 encoded (see above)
 _EXAMPLE_MARKUP = 800  # measured ~500 (tests/bootstrap/test_report.py checks the sum)
 _ROW_MARKUP = 200  # measured ~100
 _PAGE_MARKUP = 20_000  # measured ~14,500 with 50-bin histograms and 15-digit counts
@@ -93,9 +95,11 @@ def _esc(value: Any, chars: int = LABEL_CHARS) -> str:
 
 
 def _picture(b64: Any, max_bytes: int) -> str | None:
-    """A stored base64 JPEG when it is within its cap (pictures.py), else None: the page's bound
-    holds even for done records written by something else."""
-    return b64 if isinstance(b64, str) and b64 and len(b64) <= b64_len(max_bytes) else None
+    """A stored base64 JPEG when it is base64 within its cap (pictures.py), else None: the page's
+    bound holds, and its markup stays whole, even for done records written by something else."""
+    if isinstance(b64, str) and 0 < len(b64) <= b64_len(max_bytes) and _BASE64.fullmatch(b64):
+        return b64
+    return None
 
 
 def _score(p: float | None) -> str:
