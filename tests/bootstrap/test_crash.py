@@ -70,3 +70,38 @@ def test_killed_anywhere_and_rerun_is_an_uninterrupted_run(
     final = cli(*args(out), *common, "--workers", "1")  # another worker count, the same outputs
     assert final.code == 0, (seed, final.stderr)
     assert snapshot(out) == expected, f"random kill after {delay:.2f} s (seed {seed})"
+
+
+def test_killed_ray_run_and_rerun_is_an_uninterrupted_run(
+    cli: Callable[..., Result], models: dict[str, str], web_dir: Path, tmp_path: Path
+) -> None:
+    """The same with --engine ray: the driver killed while publishing its second shard (the first
+    is done, the second's scores are in place and its kept shard is not), then rerun on Ray, ends
+    with the rows, kept pairs and stats of an uninterrupted (local) run."""
+    pytest.importorskip("ray", reason="Ray is the optional extra openblip[ray]")
+    from .test_pipeline import assert_same_rows, members
+
+    def args(out: Path, *engine: str) -> list[str]:
+        m = models["full"]
+        common = ["--device", "cpu", "--workers", "0", "--batch-size", "3"]
+        return [str(web_dir), "--out", str(out), "--captioner", m, "--filter", m, *common, *engine]
+
+    ray = ("--engine", "ray", "--ray-num-cpus", "2")
+    ref = cli(*args(tmp_path / "ref"))
+    assert ref.code == 0, ref.stderr
+    out = tmp_path / "ray"
+    killed = cli(*args(out, *ray), env={ENV: "between-renames:2"})
+    assert killed.code == -signal.SIGKILL, (killed.code, killed.stderr[-2000:])
+    assert len(list((out / "done").glob("*.json"))) == 1 and len(list((out / "scores").glob("*.parquet"))) == 2
+    final = cli(*args(out, *ray))
+    assert final.code == 0, final.stderr[-2000:]
+    got, want = snapshot(out), snapshot(tmp_path / "ref")
+    assert got["files"] == want["files"]  # nothing left over, nothing missing
+    rows = [r for name in sorted(got["rows"]) for r in got["rows"][name]]
+    assert_same_rows(rows, [r for name in sorted(want["rows"]) for r in want["rows"][name]])
+    for stats in (got["stats"], want["stats"]):
+        stats.pop("histograms")  # a score within float rounding of a bin edge may move
+    assert got["stats"] == want["stats"]
+    assert {k: [n for n, _ in v] for k, v in members(out).items()} == {
+        k: [n for n, _ in v] for k, v in members(tmp_path / "ref").items()
+    }

@@ -84,3 +84,54 @@ def test_parquet_list_with_image_bytes(tmp_path: Path) -> None:
     got = list(read_shard(shard, []))
     assert [(r.key, r.text, r.error) for r in got] == [("x0", "a", None), ("x1", None, "empty image")]
     assert got[0].image == rows[0]["image"]
+
+
+def test_jsonl_list_with_paths_and_image_folder_with_sidecars(tmp_path: Path) -> None:
+    """A list's image paths are relative to the list; a folder's texts are .txt sidecars. Samples
+    that cannot be used are rows with their reason, in order."""
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.jpg").write_bytes(jpeg_bytes(1))
+    lines = [
+        {"image": "imgs/a.jpg", "caption": "a red circle", "noise": "clean"},
+        {"image": "imgs/missing.jpg", "caption": "x"},
+        {"image": "imgs/a.jpg"},
+        {"image": "imgs/a.jpg", "caption": "again", "key": "named"},
+    ]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(2))
+    (folder / "a.txt").write_text("a blue square")
+    (folder / "b.jpg").write_bytes(jpeg_bytes(3))  # no sidecar
+    (folder / "c.txt").write_text("a text without an image: not a sample")
+    listed, images = find_shards([str(tmp_path / "list.jsonl"), str(folder)])
+    got = list(read_shard(listed, []))
+    assert [r.index for r in got] == [0, 1, 2, 3] and got[3].key == "named"
+    assert (got[0].text, got[0].meta, got[0].error) == ("a red circle", {"noise": "clean"}, None)
+    assert got[0].image == (tmp_path / "imgs" / "a.jpg").read_bytes()
+    assert [error_reason(r.error) if r.error else None for r in got] == [None, "missing image", "missing text", None]
+    got = list(read_shard(images, []))
+    assert [(r.key, r.text) for r in got] == [("a", "a blue square"), ("b", None)]
+    assert got[0].error is None and got[0].image == (folder / "a.jpg").read_bytes()
+    assert got[1].error is not None and error_reason(got[1].error) == "missing text"
+
+
+def test_error_reason_is_decided_by_the_problem_not_by_names() -> None:
+    """Paths, member names, keys and texts may hold any word; only the problem decides."""
+    cases = {
+        "cannot read image /data/json/empty/truncated.jpg ([Errno 2] No such file)": "missing image",
+        "no image member (has: k.json, k.txt)": "missing image",
+        "web text is empty after cleaning ('!! json !!')": "empty text",
+        "no text (no .txt sidecar and no caption in the json)": "missing text",
+        "bad json line (Expecting value: line 1 column 1 (char 0))": "bad json",
+        "JSONDecodeError: Expecting value: line 1 column 1 (char 0)": "bad json",
+        "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9": "non-UTF-8 text",
+        "model failed on this sample: empty tensor": "model failure",
+    }
+    for message, reason in cases.items():
+        assert error_reason(message) == reason, message
+    # an image error names the sample's key first
+    assert error_reason("json_empty: truncated image data (OSError: x)", "json_empty") == "truncated image"
+    assert error_reason("empty.jpg: too many pixels: 120x120 = 14400 > limit 10000", "empty.jpg") == "oversized image"
+    assert error_reason("a: b: corrupt image header (x)", "a: b") == "corrupt image"
+    assert error_reason("k: something new") == "other"

@@ -136,3 +136,17 @@ def test_two_names_of_one_checkpoint_share_one_model(models: dict[str, str], tmp
     scorer = load_scorer(config(tmp_path / "o", models, captioner=str(alias)))
     assert scorer.shared and scorer.captioner is scorer.filter
     assert not load_scorer(config(tmp_path / "o", models, captioner=models["caption"])).shared
+
+
+def test_kept_shards_are_training_data(
+    reference: Path, tiny_train_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`openblip train --set data.train=DIR/shards` trains on the kept pairs as they are."""
+    from openblip.cli import main
+
+    pairs = json.loads((reference / "stats.json").read_text())["kept_pairs"]
+    assert pairs >= 8  # two batches of the tiny config's 4
+    sets = [f"data.train={reference / 'shards'}", f"run.out_dir={tmp_path / 'run'}", "schedule.max_steps=2"]
+    assert main(["train", str(tiny_train_config), *(a for s in sets for a in ("--set", s))]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and Path(summary["model"]).is_dir()

@@ -32,10 +32,10 @@ def _stats(out: Path) -> dict[str, Any]:
 
 
 def _heatmaps(out: Path) -> dict[tuple[str, str, str], str]:
-    """(shard, key, which text) -> the heat map PNG (base64) of each example in the done records."""
+    """(shard, key, which text) -> the heat map JPEG (base64) of each example in the done records."""
     records = [json.loads(p.read_text()) for p in sorted((out / "done").glob("*.json"))]
     return {
-        (r["shard"], ex["key"], which): hm["png"]
+        (r["shard"], ex["key"], which): hm["jpeg"]
         for r in records
         for grid in r["examples"].values()
         for ex in grid

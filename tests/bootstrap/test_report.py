@@ -12,7 +12,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from openblip.bootstrap.report import GRID_SIZE, histogram_svg, merge_examples, render
+from openblip.bootstrap.atomic import write_json
+from openblip.bootstrap.inputs import InputShard, ShardKind
+from openblip.bootstrap.pictures import (
+    HEATMAP_MAX_BYTES,
+    HEATMAP_SIZE,
+    THUMB_MAX_BYTES,
+    THUMB_SIZE,
+    b64_len,
+    heatmap_jpeg,
+    thumbnail_jpeg,
+)
+from openblip.bootstrap.report import (
+    ERROR_CHARS,
+    GRID_SIZE,
+    LABEL_CHARS,
+    MAX_PAGE_BYTES,
+    SYNTHETIC_SHOWN,
+    TABLE_ROWS,
+    TEXT_CHARS,
+    histogram_svg,
+    merge_examples,
+    render,
+    write_report,
+)
+from openblip.bootstrap.shard import EXAMPLES_PER_SHARD, GRIDS, HIST_BINS, output_paths
 from openblip.bootstrap.stats import noise_scores
 from openblip.tasks import heatmap
 
@@ -93,7 +117,7 @@ def _stats() -> dict[str, Any]:
 def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     stats = _stats()
     examples = {"lowest_web": [_example(f"k{i}", i / 10) for i in range(5)], "replaced": [_example("k7", 0.2)]}
-    page = render(stats, examples, heatmap=lambda ex: f"explain/{ex['key']}.html")
+    page = render(stats, examples)
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # self-contained
     html_path = tmp_path / "report.html"
     html_path.write_text(page)
@@ -102,7 +126,7 @@ def test_report_renders_in_a_browser(browser, tmp_path: Path) -> None:  # type: 
     assert 'data-count="samples in">1234<' in dom and 'data-count="web texts kept">800<' in dom
     assert 'id="precision">0.730<' in dom and "unreadable tar" in dom
     assert "text &lt;b&gt;k3&lt;/b&gt;" in dom  # texts escaped
-    assert dom.count("data:image/jpeg;base64,") == 6 and dom.count('href="explain/') == 6
+    assert dom.count("data:image/jpeg;base64,") == 6
     pixels = np.asarray(Image.open(shot.screenshot).convert("RGB")).astype(int)
     assert pixels.std() > 10  # not a blank page
     # the thumbnails were decoded and painted: the random-noise JPEGs give many distinct colours
@@ -113,11 +137,11 @@ def test_a_dropped_example_opens_its_heat_map(browser, tmp_path: Path) -> None: 
     photo = Image.open(io.BytesIO(jpeg_bytes(3, size=48))).convert("RGB")
     heat = np.zeros((4, 4), dtype=np.float32)
     heat[1, 2] = 1.0
-    png = base64.b64encode(heatmap.png(heatmap.overlay(photo, heat, longest=192))).decode()
+    jpeg = base64.b64encode(heatmap_jpeg(heatmap.overlay(photo, heat, longest=HEATMAP_SIZE))).decode()
     dropped = _example("k4", 0.1)  # web text dropped
-    dropped["heatmaps"] = {"web": {"text": dropped["web_text"], "png": png}}
+    dropped["heatmaps"] = {"web": {"text": dropped["web_text"], "jpeg": jpeg}}
     page = render(_stats(), {"lowest_web": [dropped, _example("k5", 0.9)]})
-    assert page.count('<details class="hm"') == 1 and page.count(f"base64,{png}") == 1
+    assert page.count('<details class="hm"') == 1 and page.count(f"base64,{jpeg}") == 1
     assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # still self-contained
     # The page has no script; the test adds one to a copy that opens the heat map and reports it.
     probe = tmp_path / "probe.html"
@@ -131,5 +155,105 @@ def test_a_dropped_example_opens_its_heat_map(browser, tmp_path: Path) -> None: 
     dom = browser.render(probe, tmp_path / "shot.png", width=1200, height=1400).dom
     got = re.search(r'data-shown="(\d+)" data-drawn="([\d.]+)" data-inside="(\d)"', dom)
     assert got, dom[:500]
-    assert got.group(1) == "192" and float(got.group(2)) == 192.0 and got.group(3) == "1"
+    assert int(got.group(1)) == HEATMAP_SIZE and float(got.group(2)) == HEATMAP_SIZE and got.group(3) == "1"
     assert "heat map: web text" in dom
+
+
+# ---- the page's size bound (report.py's docstring) -----------------------------------------------
+def _worst(shard: str, i: int, thumb: str, heat: str) -> dict[str, Any]:
+    """An example as large as a run can make one: texts of quotes (6 bytes each once escaped),
+    more synthetic texts than are shown, pictures of pure noise, heat maps of both texts."""
+    text, label = '"' * (3 * TEXT_CHARS), '"' * (3 * LABEL_CHARS)
+    n = SYNTHETIC_SHOWN + 3
+    return {
+        "key": f"{i:04d}{label}",
+        "shard": f"{shard}{label}",
+        "thumb": thumb,
+        "web_text": text,
+        "web_itm": 0.123456789,
+        "web_kept": False,
+        "synthetic_texts": [text] * n,
+        "synthetic_itm": [0.987654321] * n,
+        "synthetic_kept": [False] * n,
+        "noise": label,
+        "heatmaps": {w: {"text": text, "jpeg": heat} for w in ("web", "synthetic")},
+    }
+
+
+def _worst_stats() -> dict[str, Any]:
+    """Stats whose tables overflow: more failed shards, error reasons and noise types than shown."""
+    rows, big = 3 * TABLE_ROWS, 10**14
+    label, error = '"' * (3 * LABEL_CHARS), '"' * (3 * ERROR_CHARS)
+    noise = noise_scores({f"{i}{label}": {"count": big, "dropped": big - i} for i in range(rows)})
+    return {
+        "samples": big,
+        "samples_used": big,
+        "errors": {"total": big, "by_reason": {f"{i}{label}": big for i in range(rows)}},
+        "shards": {
+            "total": big,
+            "done": big,
+            "cut_by_limit": 0,
+            "failed": [{"shard": f"{i}{label}", "path": label, "error": error} for i in range(rows)],
+        },
+        "threshold": 0.123456789,
+        "web": {"kept": big, "dropped": big},
+        "synthetic": {"kept": big, "dropped": big},
+        "kept_pairs": big,
+        "noise": noise,
+        "histograms": {"bins": HIST_BINS, "range": [0, 1], "web": [big] * HIST_BINS, "synthetic": [big] * HIST_BINS},
+    }
+
+
+def test_a_report_at_the_caps_stays_under_its_stated_bound(tmp_path: Path) -> None:
+    """Many shards full of the largest examples a run can make: the page holds GRID_SIZE of them
+    per grid, each with its thumbnail and heat map, and stays under MAX_PAGE_BYTES; the bound is
+    close (the caps are what makes the page large, not slack in the arithmetic)."""
+    rng = np.random.default_rng(0)
+
+    def noise_jpeg(side: int, encode: Any) -> str:
+        pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        return base64.b64encode(encode(Image.fromarray(pixels))).decode()
+
+    thumbs = [noise_jpeg(THUMB_SIZE, thumbnail_jpeg) for _ in range(4)]
+    heats = [noise_jpeg(HEATMAP_SIZE, heatmap_jpeg) for _ in range(4)]
+    out, shards = tmp_path / "out", []
+    for s in range(6):  # 6 x EXAMPLES_PER_SHARD candidates per grid, more than GRID_SIZE
+        name = f"{s:05d}"
+        shards.append(InputShard(name, f"{name}.tar", ShardKind.TAR))
+        grid = [_worst(name, i, thumbs[i % 4], heats[i % 4]) for i in range(EXAMPLES_PER_SHARD)]
+        record = {"shard": name, "examples": {g: grid for g in GRIDS}}
+        path = output_paths(out, name)["done"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+    page_path = write_report(out, shards, _worst_stats())
+    page, size = page_path.read_text(encoding="utf-8"), page_path.stat().st_size
+    assert page.count('<div class="ex">') == page.count('<details class="hm"') == len(GRIDS) * GRID_SIZE
+    assert page.count("data:image/jpeg;base64,") == 2 * len(GRIDS) * GRID_SIZE
+    assert page.count("more synthetic texts") == len(GRIDS) * GRID_SIZE
+    assert page.count(f"and {2 * TABLE_ROWS} more") == 3  # errors by reason, failed shards, noise types
+    assert size <= MAX_PAGE_BYTES, (size, MAX_PAGE_BYTES)
+    assert size >= 0.85 * MAX_PAGE_BYTES, (size, MAX_PAGE_BYTES)
+    assert MAX_PAGE_BYTES == 7_954_760  # what the docstring states
+
+
+def test_each_grid_shows_its_own_heat_map_and_the_caps_cut() -> None:
+    heat = base64.b64encode(heatmap_jpeg(Image.new("RGB", (8, 8), "red"))).decode()
+    other = base64.b64encode(heatmap_jpeg(Image.new("RGB", (8, 8), "blue"))).decode()
+    ex = _example("k1", 0.1)
+    ex["web_text"] = "w" * (TEXT_CHARS + 50)
+    ex["synthetic_texts"], ex["synthetic_itm"], ex["synthetic_kept"] = ["s"] * 9, [0.1] * 9, [False] * 9
+    ex["heatmaps"] = {"web": {"text": "web", "jpeg": heat}, "synthetic": {"text": "syn", "jpeg": other}}
+    too_big = _example("k2", 0.2)
+    too_big["thumb"] = "A" * (b64_len(THUMB_MAX_BYTES) + 4)  # e.g. a record written by something else
+    too_big["heatmaps"] = {"web": {"text": "web", "jpeg": "A" * (b64_len(HEATMAP_MAX_BYTES) + 4)}}
+    not_b64 = _example("k3", 0.3)
+    not_b64["thumb"] = '"><script>x</script>'
+    page = render(_stats(), {"lowest_web": [ex, too_big, not_b64], "synthetic_dropped": [ex]})
+    assert "<script>" not in page and 'alt="k3"' not in page
+    lowest, dropped = page.split('id="grid-lowest_web"')[1].split('id="grid-synthetic_dropped"')
+    assert f"base64,{heat}" in lowest and f"base64,{other}" not in lowest  # the web text's map
+    assert f"base64,{other}" in dropped and f"base64,{heat}" not in dropped  # the dropped synthetic text's
+    assert "w" * (TEXT_CHARS - 1) + "\u2026" in page and "w" * TEXT_CHARS not in page
+    assert "and 5 more synthetic texts" in page and lowest.count("0.100: s<") == SYNTHETIC_SHOWN
+    assert "A" * 200 not in page and 'alt="k2"' not in page  # oversized pictures are left out, the example stays
+    assert "s / k2 · noise" in lowest

@@ -92,3 +92,26 @@ def test_usage_errors(
     with pytest.raises(SystemExit) as e:
         main(["bootstrap", str(mixed_dir), *base, "--num-beams", "2", "--sample"])
     assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal a bar with samples/s and the kept ratio; otherwise no bar, a line now and then."""
+    import io
+
+    from openblip.cli.bootstrap_cmd import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, every, want in (
+        (Terminal(), 30.0, ["bootstrap: 10sample", "sample/s", "kept=30.0%"]),
+        (io.StringIO(), 30.0, []),  # a log file: nothing within the first 30 s
+        (io.StringIO(), 0.0, ["bootstrap: 10 samples", "samples/s", "kept 30.0% of texts"]),
+    ):
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress = _Progress(every=every)
+        progress.update(samples=10, web_kept=4, texts_kept=6, texts=20)
+        progress.close()
+        got = stream.getvalue()
+        assert all(w in got for w in want) and (want or got == ""), got

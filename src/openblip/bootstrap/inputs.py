@@ -172,23 +172,47 @@ def _raw(index: int, sample: Sample) -> RawSample:
     return RawSample(index, sample.key, sample.image_bytes, sample.text, sample.meta, error)
 
 
-def error_reason(message: str) -> str:
-    """The category of a row's error, for stats.json's `errors` counts."""
+# A row's error message -> its category in stats.json. Messages that start with what went wrong
+# are matched by that start only: what follows names paths, tar members and texts, which may hold
+# any word ("json", "empty", "truncated") and must not decide the category.
+_REASON_PREFIXES = (
+    ("model failed", "model failure"),
+    ("no text", "missing text"),
+    ("web text is empty after cleaning", "empty text"),
+    ("unicodedecodeerror", "non-UTF-8 text"),
+    ("bad sidecar (unicodedecodeerror", "non-UTF-8 text"),
+    ("bad json", "bad json"),
+    ("jsondecodeerror", "bad json"),
+    ("valueerror: expected a json object", "bad json"),
+    ("eoferror", "truncated image"),
+    ("cannot read image", "missing image"),
+    ("no image member", "missing image"),
+    ("empty image", "empty image"),
+    ("undecodable image", "corrupt image"),
+    ("needs a path or bytes", "bad row"),
+)
+# An image that fails to load (openblip.image.ImageError: "LABEL: reason", the label being the
+# sample's key) -> by words of the reason, which are openblip.image's own.
+_IMAGE_REASONS = (
+    ("too many pixels", "oversized image"),
+    ("truncated", "truncated image"),
+    ("no such file", "missing image"),
+    ("unreadable path", "missing image"),
+    ("empty", "empty image"),
+    ("corrupt", "corrupt image"),
+    ("not an image", "corrupt image"),
+)
+
+
+def error_reason(message: str, key: str | None = None) -> str:
+    """The category of a row's error, for stats.json's `errors` counts. `key`: the sample's key,
+    which an image error names first (so a key such as "json_01" decides nothing)."""
     m = message.lower()
-    rules = (
-        ("model failed", "model failure"),
-        ("no text", "missing text"),
-        ("unicodedecodeerror", "non-UTF-8 text"),
-        ("empty after cleaning", "empty text"),
-        ("json", "bad json"),
-        ("too many pixels", "oversized image"),
-        ("truncated", "truncated image"),
-        ("no image member", "missing image"),
-        ("cannot read image", "missing image"),
-        ("no such file", "missing image"),
-        ("empty", "empty image"),
-        ("corrupt", "corrupt image"),
-        ("not an image", "corrupt image"),
-        ("needs a path or bytes", "bad row"),
-    )
-    return next((reason for needle, reason in rules if needle in m), "other")
+    for prefix, reason in _REASON_PREFIXES:
+        if m.startswith(prefix):
+            return reason
+    if key is not None and message.startswith(f"{key}: "):
+        m = m[len(key) + 2 :]
+    elif ": " in m:  # no key given: the label ends at the first ": " (a key holding one is cut short)
+        m = m.split(": ", 1)[1]
+    return next((reason for needle, reason in _IMAGE_REASONS if needle in m), "other")

@@ -104,12 +104,12 @@ class _Examples:
             for _, _, ex in heap:
                 maps = ex.setdefault("heatmaps", {})
                 if grid in ("lowest_web", "replaced") and "web" not in maps:
-                    maps["web"] = {"text": ex["web_text"], "png": explain(ex["_image"], ex["web_text"], ex["key"])}
+                    maps["web"] = {"text": ex["web_text"], "jpeg": explain(ex["_image"], ex["web_text"], ex["key"])}
                 scored = zip(ex["synthetic_itm"], ex["synthetic_kept"])
                 dropped = [i for i, (p, kept) in enumerate(scored) if p is not None and not kept]
                 if grid == "synthetic_dropped" and dropped and "synthetic" not in maps:
                     text = ex["synthetic_texts"][dropped[0]]
-                    maps["synthetic"] = {"text": text, "png": explain(ex["_image"], text, ex["key"])}
+                    maps["synthetic"] = {"text": text, "jpeg": explain(ex["_image"], text, ex["key"])}
 
     def strip_images(self) -> None:
         for heap in self.heaps.values():
@@ -161,7 +161,7 @@ class ShardRun:
         }
         self.rows.append(row)
         if error is not None or decoded is None or scored is None or scored.web is None:
-            self.errors[error_reason(error or "")] += 1
+            self.errors[error_reason(error or "", raw.key)] += 1
             return
         web, syn = scored.web, scored.synthetic_scores
         row.update(

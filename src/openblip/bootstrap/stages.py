@@ -1,7 +1,8 @@
 """The three stages every engine runs on a batch of samples: decode, caption, filter.
 
 decode (worker processes or Ray tasks): image bytes -> validated RGB -> pixels at each model's
-input size, a small JPEG thumbnail for the report, and the image's file extension.
+input size, a small JPEG thumbnail for the report (bootstrap/pictures.py), and the image's file
+extension.
 caption + filter (`Scorer`, the model side): the captioner writes N texts per image; the filter
 scores the web text and every synthetic text against its own image with ITM (probability of
 match) and ITC (cosine), and keeps a text when its ITM is above the threshold. When captioner
@@ -22,6 +23,7 @@ from PIL import Image
 
 from openblip.api import BlipPipeline
 from openblip.bootstrap.config import CaptionSettings
+from openblip.bootstrap.pictures import thumbnail_jpeg
 from openblip.image import ImageError, load_image, preprocess
 from openblip.model.generate import GenerationConfig, generate
 from openblip.model.sampling import name_key
@@ -31,7 +33,6 @@ from openblip.text_cleaning import pre_caption
 
 log = logging.getLogger(__name__)
 
-THUMB_SIZE = 96  # px, longest side of the report's thumbnails
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 _ITM_ROWS = 512  # (image, text) rows through the grounded encoder at once
 
@@ -41,7 +42,7 @@ _ITM_ROWS = 512  # (image, text) rows through the grounded encoder at once
 class Decoded:
     index: int
     pixels: tuple[np.ndarray, ...] | None  # one (3, S, S) float32 per model input size; None on error
-    thumb: bytes  # JPEG, longest side THUMB_SIZE
+    thumb: bytes  # JPEG within the report's caps (pictures.thumbnail_jpeg)
     ext: str  # the image's own extension (jpg, png, webp): kept shards keep the bytes as they are
     error: str | None
 
@@ -54,11 +55,7 @@ def decode_one(index: int, key: str, data: bytes, sizes: Sequence[int], max_pixe
     except ImageError as e:
         return Decoded(index, None, b"", "jpg", str(e))
     pixels = tuple(preprocess([image], s)[0].numpy() for s in sizes)
-    thumb = image.copy()
-    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=80)
-    return Decoded(index, pixels, buf.getvalue(), ext, None)
+    return Decoded(index, pixels, thumbnail_jpeg(image), ext, None)
 
 
 def decode_batch(
