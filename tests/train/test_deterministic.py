@@ -1,5 +1,5 @@
-"""run.deterministic: training on the CPU runs on one intra-op thread within the block, and the
-caller's thread count and deterministic-algorithms setting come back afterwards, also on error."""
+"""run.deterministic: torch's deterministic algorithms are on within the block, every thread is
+kept, and the caller's setting comes back afterwards, also on error."""
 
 from __future__ import annotations
 
@@ -14,17 +14,15 @@ def test_the_switch_is_off_by_default() -> None:
     assert RunSection().deterministic is False
 
 
-def test_cpu_training_runs_on_one_thread_and_the_thread_count_comes_back() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        with deterministic_training(True, torch.device("cpu")):
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2
-        with pytest.raises(RuntimeError, match="boom"), deterministic_training(True, torch.device("cpu")):
-            raise RuntimeError("boom")
-        assert torch.get_num_threads() == 2
-        with deterministic_training(False, torch.device("cpu")):
-            assert torch.get_num_threads() == 2  # off: nothing changes
-    finally:
-        torch.set_num_threads(before)
+def test_deterministic_algorithms_within_the_block_and_the_setting_comes_back() -> None:
+    threads = torch.get_num_threads()
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_training(True, torch.device("cpu")):
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.get_num_threads() == threads  # no thread is given up
+    assert not torch.are_deterministic_algorithms_enabled()
+    with pytest.raises(RuntimeError, match="boom"), deterministic_training(True, torch.device("cpu")):
+        raise RuntimeError("boom")
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_training(False, torch.device("cpu")):
+        assert not torch.are_deterministic_algorithms_enabled()  # off: nothing changes

@@ -6,8 +6,8 @@
 Layout: config.py (TrainConfig), objectives.py + losses.py + momentum.py (what is optimised),
 loop.py (the engine), optim.py (AdamW groups, schedules), distributed.py (torchrun, gathers with
 gradient), checkpoint.py (checkpoint files), resume.py (what a checkpoint holds, restoring it),
-progress.py (metrics.jsonl, progress on stderr), deterministic.py (run.deterministic: bitwise
-reproducible runs), data.py (deterministic batch stream), build.py (model and objective from a
+progress.py (metrics.jsonl, progress on stderr), deterministic.py (run.deterministic: torch's
+deterministic algorithms), data.py (deterministic batch stream), build.py (model and objective from a
 config), text_init.py (MiniLM text weights), evaluate.py (retrieval, caption and VQA evaluation).
 """
 

@@ -140,7 +140,7 @@ class RunSection:
     keep_last: int = 2
     metrics_stdout: bool = False  # also print each metrics line on stdout
     progress: bool = True  # on stderr: a tqdm bar on a terminal, else a line every log_every steps
-    deterministic: bool = False  # bitwise reproducible runs at any thread count (train/deterministic.py)
+    deterministic: bool = False  # torch's deterministic algorithms: bitwise runs on CUDA (train/deterministic.py)
 
 
 @dataclass(frozen=True)

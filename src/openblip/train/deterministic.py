@@ -1,20 +1,23 @@
-"""`run.deterministic`: training that is bitwise reproducible run to run, and so across a resume.
+"""`run.deterministic`: torch's deterministic algorithms while training, on every device.
 
-On the CPU with more than one intra-op thread, two runs of one config can differ in the last bits:
-now and then the weight-gradient products of the vision encoder's backward pass come out in
-another summation order although their inputs are bitwise equal. They are MKL's multi-threaded
-sgemm: with MKL alone held to one thread (MKL_Set_Num_Threads_Local(1) on the training thread)
-and every other op on 2 threads, two 24-step runs of configs/pretrain_synth_ci.toml were bitwise
-equal, where without it 252 of 273 tensors differed (AVX-512 AMD EPYC, 2026-12-03). MKL's
-reproducibility mode (MKL_CBWR=AUTO,STRICT, MKL_DYNAMIC=FALSE) does not remove it, and the
-floating-point state of the main thread was ruled out (MXCSR holds no flush-to-zero, with or
-without openblip's C kernels loaded). torch has no portable switch for MKL's threads alone (MKL
-is absent from ARM and macOS builds), so the switch takes the portable way: on the CPU training
-runs on one intra-op thread, which gives bitwise equal runs at any OMP_NUM_THREADS at the cost of
-the other cores (at most their share of the speed; on the loaded 2-core machine above, images/s
-did not drop measurably). On CUDA it asks torch for deterministic algorithms (and cuBLAS for a
-fixed workspace), which costs some kernels' speed. Both are undone when training returns, so an
-in-process caller keeps its thread count.
+On the CPU, training is bitwise reproducible run to run at any thread count without the switch.
+The multi-threaded ops a step runs split their work the same way every run (MKL's sgemm included:
+MKL_VERBOSE showed the same products on the same thread counts in two runs that differed). What
+made 2-thread runs differ was indexing's backward where an index repeats (an ITM hard negative
+drawn twice, the answers of one VQA question): torch adds those gradients into one row with
+racing atomic adds once the tensor is large and there is more than one thread (index_put_ with
+accumulate), so the vision encoder's gradients changed in the last bits from run to run.
+train/objectives.py takes those rows with index_select, whose backward (index_add_) adds in
+index order. Two 2-thread runs of the resume test's config (tests/train/test_resume.py) differed
+before in 215-266 of their 357 tensors after 12 steps; since, they and two 30-step runs of
+configs/pretrain_synth_ci.toml are bitwise equal (AVX-512 AMD EPYC, 2026-12-03).
+
+The switch is a guard for what was not audited: torch then runs the deterministic version of
+every op that has one (the CPU's index_put_ with accumulate becomes serial) and raises on an op
+that has none, so another objective or a new op cannot make runs differ silently. It keeps every
+thread. On CUDA the switch is what makes runs bitwise: many CUDA kernels add with atomics
+(index_add_, so index_select's backward, among them), and cuBLAS needs a fixed workspace. The
+setting is undone when training returns, so an in-process caller keeps its own.
 """
 
 from __future__ import annotations
@@ -34,21 +37,17 @@ CUBLAS_WORKSPACE = ":4096:8"
 
 @contextmanager
 def deterministic_training(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Within the block, training on `device` is bitwise reproducible if `enabled`."""
+    """Within the block, torch uses deterministic algorithms (and raises on ops without one) if
+    `enabled`; training on `device` is then bitwise reproducible."""
     if not enabled:
         yield
         return
-    threads = torch.get_num_threads()
     algorithms = torch.are_deterministic_algorithms_enabled()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-        if threads > 1:
-            log.info("run.deterministic: training on 1 CPU thread instead of %d (bitwise reproducible)", threads)
-    else:
+    if device.type != "cpu":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-        torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True)
+    log.info("run.deterministic: torch's deterministic algorithms are on")
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(algorithms)

@@ -5,11 +5,10 @@
 Runs in one process or under torchrun (DDP: gloo on CPU, NCCL on CUDA). Per optimizer step:
 lr from the schedule, `accumulation` micro-batches (gradient sync on the last only), optional
 gradient clipping, AdamW. Checkpoints every `ckpt_every` steps and at the end hold the whole run
-state (train/resume.py), so `resume=True` continues an interrupted run to the same result. With
-`run.deterministic` (train/deterministic.py) that result is bitwise that of an uninterrupted run
-at any thread count; without it, bitwise on the CPU with one thread (OMP_NUM_THREADS=1), while
-with more a multi-threaded product can make two runs differ in the last bits. The
-trained model is exported to RUN_DIR/model in the openblip format.
+state (train/resume.py), so `resume=True` continues an interrupted run to the same result: on the
+CPU bitwise that of an uninterrupted run, with several threads as with one; on CUDA with
+`run.deterministic` (train/deterministic.py, torch's deterministic algorithms). The trained model
+is exported to RUN_DIR/model in the openblip format.
 """
 
 from __future__ import annotations

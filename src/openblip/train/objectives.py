@@ -177,7 +177,11 @@ class _Contrastive(Objective):
         # Pairs: (text, image) matched; (text, negative image); (negative text, image).
         ids = torch.cat([batch.ids, batch.ids, ids_world[neg_text]])
         mask = torch.cat([batch.mask, batch.mask, mask_world[neg_text]])
-        images = torch.cat([image_tokens, tokens_all[neg_image], image_tokens])
+        # index_select, not tokens_all[neg_image]: a negative drawn twice makes indexing's backward
+        # add two gradients into one row, which the CPU does with racing atomic adds on > 1 thread
+        # (index_put_ with accumulate), so runs differed in the last bits; index_select's backward
+        # (index_add_) adds them in index order.
+        images = torch.cat([image_tokens, tokens_all.index_select(0, neg_image), image_tokens])
         logits = self.model.itm_logits(ids, mask, images)  # (3B, 2)
         return losses.itm_loss(logits, positives=b)
 
@@ -250,7 +254,9 @@ class VqaObjective(Objective):
         model = self.model
         image_tokens = model.encode_image(batch.pixels)
         states = model.grounded_hidden(batch.question_ids, batch.question_mask, image_tokens)  # (B, Lq, D)
-        context = states[batch.answer_question]  # (A, Lq, D)
+        # (A, Lq, D); index_select so the gradients of a question's answers add up in a fixed order
+        # (see _Contrastive._itm)
+        context = states.index_select(0, batch.answer_question)
         context_mask = batch.question_mask[batch.answer_question]
         logits = model.decoder_logits(batch.answer_ids, batch.answer_mask, context, context_mask)
         labels = losses.lm_labels(batch.answer_ids, batch.answer_mask)
