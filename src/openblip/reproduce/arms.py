@@ -158,7 +158,8 @@ def write_arm_data(
 ) -> dict[str, Any]:
     """Write `arm`'s training set as webdataset shards into `out` (whole or not at all: built in a
     sibling temporary directory, renamed at the end). Clean samples keep their five references
-    (`data.random_reference`); web pairs carry only their text. Returns the counts."""
+    (for `data.random_reference`); web pairs carry only their text, so that no training setting
+    can swap a web text for a clean reference. Returns the counts."""
     if arm.bootstrap is not None and rows is None:
         raise ValueError(f"arm {arm.value} needs the scores of bootstrap run {arm.bootstrap.value}")
     tmp = out.with_name(out.name + ".tmp")

@@ -40,11 +40,14 @@ class Budget:
     lr: float
     warmup_steps: int
     min_lr: float = 1e-5
-    # ITC: a short run needs momentum encoders that follow within tens of steps, and a queue
-    # well under the number of training images (an image's own past features stay out).
-    momentum: float = 0.95
-    queue_size: int = 64
-    alpha: float = 0.4  # momentum distillation weight
+    # ITC: a short run from scratch needs momentum encoders that follow within a few steps and
+    # a queue well under the number of training images (an image's own past features stay out);
+    # distilling from momentum encoders that still give near-identical text features for every
+    # caption only holds the features together, so alpha is 0 (the paper's 0.4 assumes
+    # pre-trained encoders).
+    momentum: float = 0.5
+    queue_size: int = 48
+    alpha: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 2:
@@ -93,11 +96,11 @@ QUICK = Preset(
 
 FULL = Preset(
     name="full",
-    data=SynthSize(train=1000, web=5000, test=500),
+    data=SynthSize(train=1000, web=4000, test=500),
     web_noise=0.6,
     model=ModelShape(),
-    pretrain=Budget(steps=1500, batch_size=32, lr=8e-4, warmup_steps=100, queue_size=256),
-    finetune=Budget(steps=300, batch_size=32, lr=3e-4, warmup_steps=20, queue_size=256),
+    pretrain=Budget(steps=500, batch_size=32, lr=1e-3, warmup_steps=40, queue_size=96),
+    finetune=Budget(steps=100, batch_size=32, lr=3e-4, warmup_steps=10, queue_size=96),
     seeds=(0, 1, 2),
     eval_images=500,
     samples_per_shard=1000,
