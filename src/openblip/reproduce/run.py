@@ -109,7 +109,7 @@ def run_seed(preset: Preset, root: Path, seed: int, device: str, say: Say) -> Se
         bootstraps[which] = step(
             where,
             f"bootstrap ({which.value})",
-            lambda d, w=which: stages.bootstrap_run(d, preset, w, capfilt, web, seed, device),
+            lambda d, w=which: stages.bootstrap_run(d, preset, w, capfilt, web, seed, device, say),
         )
     for arm in preset.arms:
         if arm is Arm.NO_CAPFILT or arm.bootstrap is None:

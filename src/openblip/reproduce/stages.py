@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
 from openblip.data.synthetic import SynthConfig, write_benchmark
 from openblip.reproduce.arms import BootstrapRun, read_score_rows
 from openblip.reproduce.presets import Budget, Preset
+from openblip.reproduce.steps import Say
 from openblip.train.config import (
     DataSection,
     Decay,
@@ -121,8 +123,31 @@ def train_run(step_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
     return {"steps": result.steps, "last": result.last_metrics, "seconds": round(result.seconds, 1)}
 
 
+class _BootstrapProgress:
+    """bootstrap's progress as a line through `say` at most every `every` seconds."""
+
+    def __init__(self, say: Say, name: str, total: int, every: float = 30.0) -> None:
+        self.say, self.name, self.total, self.every = say, name, total, every
+        self.samples = 0
+        self.last = time.monotonic()
+
+    def update(self, samples: int, web_kept: int, texts_kept: int, texts: int) -> None:
+        self.samples += samples
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self.say(f"{self.name}: {self.samples}/{self.total} web samples")
+
+
 def bootstrap_run(
-    step_dir: Path, preset: Preset, which: BootstrapRun, model: Path, web: Path, seed: int, device: str
+    step_dir: Path,
+    preset: Preset,
+    which: BootstrapRun,
+    model: Path,
+    web: Path,
+    seed: int,
+    device: str,
+    say: Say,
 ) -> dict[str, Any]:
     """`openblip bootstrap` of the web split by the fine-tuned model (captioner and filter), through
     its Python API; it skips the shards a killed attempt finished. Returns the filter's precision
@@ -145,7 +170,7 @@ def bootstrap_run(
         device=device,
         workers=0,  # tiny images and models: decoding in other processes costs more than it saves
     )
-    result = bootstrap(cfg, [str(web)])
+    result = bootstrap(cfg, [str(web)], progress=_BootstrapProgress(say, f"bootstrap ({which.value})", preset.data.web))
     stats = result.stats
     if result.exit_code != 0:
         raise RuntimeError(f"bootstrap {which.value} failed on some samples or shards: see {step_dir / 'stats.json'}")
