@@ -1,8 +1,8 @@
 """The presets' checks, and the quick preset as CI runs it: `openblip reproduce --preset quick` on its default seed, and
 BLIP's Table 1 claim on the synthetic scenes: pre-training on the captioned and filtered web data
 beats pre-training on the raw noisy web data at the same compute, on mean R@1 (both directions)
-of the held-out test split, and clearly above chance. On a failure the message holds the whole table (filter precision and
-recall per noise type included), which says why."""
+of the held-out test split, and clearly above chance. On a failure the message holds the whole
+table (filter precision and recall per noise type included), which says why."""
 
 from __future__ import annotations
 

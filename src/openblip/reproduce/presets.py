@@ -29,6 +29,9 @@ class ModelShape:
     heads: int = 4
     mlp_dim: int = 256
     embed_dim: int = 64
+    # normal std of the random text side: at BERT's 0.02 a small encoder attends uniformly, every
+    # caption's [CLS] is nearly its own embedding, and ITC and ITM never start (train/config.py)
+    text_init_std: float = 0.1
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ def train_config(
         vision=SizeOverrides(width=m.vision_width, depth=m.vision_depth, heads=m.heads, mlp_dim=m.mlp_dim),
         text=SizeOverrides(width=m.text_width, depth=m.text_depth, heads=m.heads, mlp_dim=m.mlp_dim),
         embed_dim=m.embed_dim,
+        init_std=m.text_init_std,
         init_from=str(init_from) if init_from is not None else "",
     )
     return TrainConfig(
