@@ -7,22 +7,22 @@ from __future__ import annotations
 import pytest
 
 from openblip.data.synthetic import SynthSize
-from openblip.reproduce.presets import Budget, ModelShape, Preset
+from openblip.reproduce.presets import Budget, Preset
+from openblip.train.config import ModelSection, SizeOverrides
 
 TINY = Preset(
     name="tiny-test",
     data=SynthSize(train=8, web=12, test=4),
     web_noise=0.5,
-    model=ModelShape(
+    model=ModelSection(
+        arch="tiny",
+        layout="pretrain",
         image_size=64,
         patch_size=32,
-        vision_width=32,
-        vision_depth=1,
-        text_width=32,
-        text_depth=2,
-        heads=2,
-        mlp_dim=64,
+        vision=SizeOverrides(width=32, depth=1, heads=2, mlp_dim=64),
+        text=SizeOverrides(width=32, depth=2, heads=2, mlp_dim=64),
         embed_dim=16,
+        init_std=0.1,
     ),
     pretrain=Budget(steps=4, batch_size=4, lr=1e-3, warmup_steps=1, queue_size=8),
     finetune=Budget(steps=2, batch_size=4, lr=1e-3, warmup_steps=1, queue_size=8),

@@ -10,7 +10,7 @@ per seed), table.py (table.json and table.md).
 """
 
 from openblip.reproduce.arms import ALL_ARMS, Arm, BootstrapRun
-from openblip.reproduce.presets import FULL, PRESETS, QUICK, Budget, ModelShape, Preset
+from openblip.reproduce.presets import FULL, PRESETS, QUICK, SMALL_MODEL, Budget, Preset
 from openblip.reproduce.run import ReproduceResult, reproduce
 
 __all__ = [
@@ -18,10 +18,10 @@ __all__ = [
     "FULL",
     "PRESETS",
     "QUICK",
+    "SMALL_MODEL",
     "Arm",
     "BootstrapRun",
     "Budget",
-    "ModelShape",
     "Preset",
     "ReproduceResult",
     "reproduce",

@@ -12,26 +12,23 @@ from dataclasses import dataclass
 
 from openblip.data.synthetic import SynthSize
 from openblip.reproduce.arms import ALL_ARMS, Arm
+from openblip.train.config import ModelSection, SizeOverrides
 
-
-@dataclass(frozen=True)
-class ModelShape:
-    """A small pre-training-layout BLIP (ITC + ITM + LM, shared encoder/decoder). 32 px patches
-    at 96 px put one patch on each cell of the scenes' 3x3 grid; the 30,524-word table dominates
-    the text side's cost, so it stays narrow (random init)."""
-
-    image_size: int = 96
-    patch_size: int = 32
-    vision_width: int = 128
-    vision_depth: int = 3
-    text_width: int = 128
-    text_depth: int = 2
-    heads: int = 4
-    mlp_dim: int = 256
-    embed_dim: int = 64
-    # normal std of the random text side: at BERT's 0.02 a small encoder attends uniformly, every
-    # caption's [CLS] is nearly its own embedding, and ITC and ITM never start (train/config.py)
-    text_init_std: float = 0.1
+# A small pre-training-layout BLIP (ITC + ITM + LM, shared encoder/decoder): captioner and filter
+# in one model. 32 px patches at 96 px put one patch on each cell of the scenes' 3x3 grid; the
+# 30,524-word table dominates the text side's cost, so it stays narrow (random init) and starts at
+# std 0.1: at BERT's 0.02 a small encoder attends uniformly, every caption's [CLS] is nearly its own
+# embedding, and ITC and ITM never start (train/config.py, model.init_std).
+SMALL_MODEL = ModelSection(
+    arch="tiny",
+    layout="pretrain",
+    image_size=96,
+    patch_size=32,
+    vision=SizeOverrides(width=128, depth=3, heads=4, mlp_dim=256),
+    text=SizeOverrides(width=128, depth=2, heads=4, mlp_dim=256),
+    embed_dim=64,
+    init_std=0.1,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ class Preset:
     name: str
     data: SynthSize  # clean train, noisy web, held-out test images
     web_noise: float  # share of the web alt-texts corrupted (labelled per text)
-    model: ModelShape
+    model: ModelSection  # layout "pretrain": one model serves as captioner and filter
     pretrain: Budget  # step 1 (the no-CapFilt arm) and every arm's step 4: the same budget
     finetune: Budget  # step 2: captioner and filter, from step 1's model, on the clean split
     seeds: tuple[int, ...]  # default seeds; each seed its own benchmark, models and bootstraps
@@ -79,6 +76,8 @@ class Preset:
     ckpt_every: int = 50  # training checkpoints: a killed run resumes from the last one
 
     def __post_init__(self) -> None:
+        if self.model.layout != "pretrain" or self.model.init_from:
+            raise ValueError("a preset's model is a pre-training layout trained from scratch")
         if Arm.NO_CAPFILT not in self.arms or Arm.CAPTIONER_FILTER not in self.arms:
             raise ValueError("a preset compares at least no CapFilt and captioner + filter")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -91,7 +90,7 @@ QUICK = Preset(
     name="quick",
     data=SynthSize(train=200, web=800, test=100),
     web_noise=0.6,
-    model=ModelShape(),
+    model=SMALL_MODEL,
     pretrain=Budget(steps=150, batch_size=16, lr=1e-3, warmup_steps=15),
     finetune=Budget(steps=40, batch_size=16, lr=3e-4, warmup_steps=4),
     seeds=(0,),
@@ -101,7 +100,7 @@ FULL = Preset(
     name="full",
     data=SynthSize(train=1000, web=4000, test=500),
     web_noise=0.6,
-    model=ModelShape(),
+    model=SMALL_MODEL,
     pretrain=Budget(steps=500, batch_size=32, lr=1e-3, warmup_steps=40, queue_size=96),
     finetune=Budget(steps=100, batch_size=32, lr=3e-4, warmup_steps=10, queue_size=96),
     seeds=(0, 1, 2),

@@ -14,9 +14,11 @@ Every step directory gets DONE.json when its outputs are complete (steps.py): a 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,14 @@ def _say_nothing(message: str) -> None:
 
 def preset_record(preset: Preset) -> dict[str, Any]:
     """The preset as JSON (arms by value): what decides every output of the run."""
-    record = dataclasses.asdict(preset)
-    record["arms"] = [a.value for a in preset.arms]
-    record["seeds"] = list(preset.seeds)
+    record: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(preset), default=_enum_value))
     return record
+
+
+def _enum_value(obj: Any) -> Any:
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    raise TypeError(f"not JSON: {obj!r}")
 
 
 def check_out(out: Path, preset: Preset) -> None:
@@ -74,7 +80,7 @@ class SeedResult:
 def run_seed(preset: Preset, root: Path, seed: int, device: str, say: Say) -> SeedResult:
     """Steps 1-5 of one seed (each skipped when finished before)."""
 
-    def step(path: Path, name: str, work: Any) -> dict[str, Any]:
+    def step(path: Path, name: str, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
         return run_step(path, f"seed {seed}: {name}", work, say)
 
     data = root / "data"
@@ -109,21 +115,29 @@ def run_seed(preset: Preset, root: Path, seed: int, device: str, say: Say) -> Se
         bootstraps[which] = step(
             where,
             f"bootstrap ({which.value})",
-            lambda d, w=which: stages.bootstrap_run(d, preset, w, capfilt, web, seed, device, say),
+            functools.partial(
+                stages.bootstrap_run,
+                preset=preset,
+                which=which,
+                model=capfilt,
+                web=web,
+                seed=seed,
+                device=device,
+                say=say,
+            ),
         )
     for arm in preset.arms:
-        if arm is Arm.NO_CAPFILT or arm.bootstrap is None:
+        if arm.bootstrap is None:  # no CapFilt: trained as step 1
             continue
         rows = read_score_rows(root / "bootstrap" / arm.bootstrap.value)
         pairs[arm] = arm_data(arm, rows)
         models[arm] = arm_train(arm)
-    evals = {}
-    for arm in preset.arms:
-        evals[arm] = step(
-            root / "arms" / arm.value / "eval",
-            f"{arm.label}: evaluation",
-            lambda d, a=arm: stages.evaluate(models[a], test, preset, device),
-        )
+
+    def arm_eval(arm: Arm) -> dict[str, Any]:
+        work = functools.partial(stages.evaluate, model_dir=models[arm], test=test, preset=preset, device=device)
+        return step(root / "arms" / arm.value / "eval", f"{arm.label}: evaluation", lambda d: work())
+
+    evals = {arm: arm_eval(arm) for arm in preset.arms}
     return SeedResult(evals, pairs, bootstraps)
 
 

@@ -23,13 +23,11 @@ from openblip.reproduce.steps import Say
 from openblip.train.config import (
     DataSection,
     Decay,
-    ModelSection,
     ObjectiveKind,
     ObjectiveSection,
     OptimSection,
     RunSection,
     ScheduleSection,
-    SizeOverrides,
     TrainConfig,
 )
 
@@ -63,18 +61,7 @@ def train_config(
     """A pre-training-layout run (ITC + ITM + LM) of `budget` on `data`. The epoch count is left
     open and budget.steps ends the run, so arms with more or fewer pairs train for the same steps
     of the same batch: the same compute."""
-    m = preset.model
-    model = ModelSection(
-        arch="tiny",
-        layout="pretrain",
-        image_size=m.image_size,
-        patch_size=m.patch_size,
-        vision=SizeOverrides(width=m.vision_width, depth=m.vision_depth, heads=m.heads, mlp_dim=m.mlp_dim),
-        text=SizeOverrides(width=m.text_width, depth=m.text_depth, heads=m.heads, mlp_dim=m.mlp_dim),
-        embed_dim=m.embed_dim,
-        init_std=m.text_init_std,
-        init_from=str(init_from) if init_from is not None else "",
-    )
+    model = dataclasses.replace(preset.model, init_from=str(init_from) if init_from is not None else "")
     return TrainConfig(
         model=model,
         data=DataSection(
