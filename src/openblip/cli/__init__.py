@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "openblip.cli.serve_cmd",
     "openblip.cli.bootstrap_cmd",
     "openblip.cli.demo_cmd",
+    "openblip.cli.reproduce_cmd",
 )
 
 
