@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # Special token ids of BLIP's tokenizer (bert-base-uncased + two added tokens).
 DEC_TOKEN_ID = 30522  # [DEC], bos of the decoder
+BERT_INIT_STD = 0.02  # BERT's initializer_range: the normal std of a fresh text side
 ENC_TOKEN_ID = 30523  # [ENC], first token of the image-grounded encoder
 SEP_TOKEN_ID = 102  # [SEP], eos
 PAD_TOKEN_ID = 0
@@ -59,8 +60,8 @@ class Blip(nn.Module):
             self.temp = nn.Parameter(torch.tensor(0.07))
         self.init_text_weights()
 
-    def init_text_weights(self, std: float = 0.02) -> None:
-        """BERT init (normal `std`, BERT's initializer_range 0.02 by default; LayerNorm 1/0); the
+    def init_text_weights(self, std: float = BERT_INIT_STD) -> None:
+        """BERT init (normal `std`, BERT's initializer_range by default; LayerNorm 1/0); the
         ViT initialises itself."""
         for name, m in self.named_modules():
             if name.startswith("visual_encoder"):

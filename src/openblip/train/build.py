@@ -10,7 +10,7 @@ import torch
 
 from openblip.checkpoint_io import load_model
 from openblip.config import BlipConfig, preset
-from openblip.model.blip import Blip
+from openblip.model.blip import BERT_INIT_STD, Blip
 from openblip.model.vision import resize_pos_embed
 from openblip.tokenizer import Tokenizer
 from openblip.train.config import ModelSection, ObjectiveKind, SizeOverrides, TextInit, TrainConfig
@@ -84,7 +84,7 @@ def build_model(cfg: TrainConfig) -> Blip:
     model = Blip(model_config(sec))
     if sec.init_std <= 0:
         raise ValueError(f"model.init_std must be > 0, got {sec.init_std}")
-    if sec.init_std != 0.02:
+    if sec.init_std != BERT_INIT_STD:  # Blip() already drew the text side at BERT's std
         model.init_text_weights(sec.init_std)
     if sec.text_init is TextInit.MINILM:
         init_text_from_minilm(model, seed=cfg.run.seed)

@@ -76,7 +76,7 @@ class ModelSection:
     # normal std of a random text side (BERT's initializer_range). A small random text encoder at
     # 0.02 attends uniformly, so every caption's [CLS] is nearly its own embedding and ITM cannot
     # start; the demo models use 0.1 (configs/demo_pretrain.toml)
-    init_std: float = 0.02
+    init_std: float = 0.02  # = model.blip.BERT_INIT_STD (this module stays free of torch)
     init_from: str = ""  # a model to start from (fine-tuning): anything convert.load_model accepts
     grad_checkpointing: bool = False
 
